@@ -1,0 +1,45 @@
+# The README's two commands. Both create .venv and install what they need on first use.
+#   make run    start realtalk (no Azure endpoint configured: the local emulator is used)
+#   make test   lint, type-check, check the layer contracts, run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test lint typecheck contracts pytest bench system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,silero,asr]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/realtalk emulate
+
+# Under CI the system packages the tests need are installed first (skips are failures there).
+system-deps:
+ifeq ($(CI),true)
+	bash .ci/system-deps
+endif
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+contracts: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest
+
+test: system-deps lint typecheck contracts pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/emulator.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

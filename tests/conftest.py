@@ -1,0 +1,57 @@
+"""Suite-wide rules.
+
+Under CI (``CI=true``) every test must run: a skip (for example a missing system package) is turned
+into a failure of the whole session, and so is a run that executed no test at all. Locally a test
+that needs a Debian package skips with the reason, so a developer without it can still work.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+_skipped: list[str] = []
+
+
+def _under_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require_binary(name: str, package: str | None = None) -> str:
+    """Return the path of a system binary, or skip (locally) naming the Debian package to install."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"needs system package {package or name!r}: apt-get install {package or name}")
+    return path
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _under_ci():
+        return
+    if _skipped:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif session.testscollected == 0:
+        session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _under_ci() and _skipped:
+        terminalreporter.section("skipped tests are failures under CI")
+        for line in _skipped:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
