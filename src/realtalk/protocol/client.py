@@ -1,0 +1,521 @@
+"""``ClientProtocol``: the sans-I/O client side of a Realtime session.
+
+Inputs are method calls (a text frame arrived, samples were played, the user interrupted, the app
+wants a response); outputs are drained: ``messages_to_send()`` gives JSON text frames for the
+socket, ``events_received()`` gives ``AppEvent`` objects for the application. Time arrives as
+``now_s`` arguments on one client clock; nothing here reads a clock, a socket or the environment.
+
+Decisions made here, so that every front end behaves the same:
+
+* It is the single owner of ``response.create``/``response.cancel`` (§2.2: one active response per
+  conversation). A create while a response is requested, running or being cancelled, or while the
+  user is speaking, is deferred; deferred creates are folded into one, sent when the conversation
+  is idle. Tool outputs for one response are folded into one follow-up create, sent once every
+  function call of that response has its output and the response is done (§2.5 D).
+* Barge-in (§2.5 E): on ``speech_started`` (or ``interrupt()``) the latest assistant audio still
+  playing is flushed; once the app reports what was played, ``conversation.item.truncate`` is
+  sent with ``audio_end_ms`` from truncation.py and the transcript is cut. ``response.cancel`` is
+  sent only when the server will not cancel by itself (``interrupt_response: false``, or a local
+  interrupt).
+* Usage is priced on every ``response.done``, cancelled ones included (they are billed, §6.2).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final, cast, get_type_hints
+
+from openai.types.realtime import (
+    ConversationItemInputAudioTranscriptionFailedEvent,
+    InputAudioBufferSpeechStartedEvent,
+    InputAudioBufferSpeechStoppedEvent,
+    RealtimeErrorEvent,
+    RealtimeResponseCreateParamsParam,
+    RealtimeSessionCreateRequest,
+    ResponseAudioDeltaEvent,
+    ResponseCreatedEvent,
+    ResponseDoneEvent,
+    ResponseFunctionCallArgumentsDoneEvent,
+    SessionCreatedEvent,
+    SessionUpdatedEvent,
+)
+
+from realtalk.errors import LocalProtocolError, RemoteProtocolError, ServerError
+
+from . import events as wire
+from .app_events import (
+    AppEvent,
+    AudioChunk,
+    FlushPlayback,
+    LatencyMeasured,
+    ProtocolViolation,
+    RawServerEvent,
+    ResponseFinished,
+    ResponseStarted,
+    ServerErrorEvent,
+    SessionReady,
+    SpeechStarted,
+    SpeechStopped,
+    ToolCallRequested,
+    TranscriptUpdated,
+)
+from .conversation import Conversation, ResponseState
+from .cost import CostTracker, Prices, TurnCost, Usage, prices_for
+from .events import ServerEvent, UnknownServerEvent
+from .latency import TurnLatency
+from .session_config import AUDIO_FORMATS, AgentProfile, AudioFormatSpec, audio_format_from_wire
+from .truncation import truncate_audio_end_ms
+
+__all__ = ["ClientProtocol"]
+
+logger = logging.getLogger(__name__)
+
+_RESPONSE_CREATE_FIELDS: Final = frozenset(get_type_hints(RealtimeResponseCreateParamsParam))
+_BUSY: Final = (ResponseState.REQUESTED, ResponseState.ACTIVE, ResponseState.CANCELLING)
+
+
+@dataclass
+class _ToolCall:
+    response_id: str
+    output_submitted: bool = False
+
+
+class ClientProtocol:
+    """The client side of one Realtime session, without I/O. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        profile: AgentProfile | None = None,
+        prices: Prices | None = None,
+        include_raw_events: bool = False,
+        max_items: int = 1000,
+    ) -> None:
+        """Create the protocol; with a ``profile``, ``session.update`` is sent on ``session.created``."""
+        self.conversation = Conversation(max_items=max_items)
+        """The conversation as received so far (read it; do not feed it directly)."""
+        self.costs = CostTracker(prices or prices_for("gpt-realtime-1.5"))
+        """Per-turn and running cost totals."""
+        self._profile = profile
+        self._include_raw = include_raw_events
+        self._outgoing: deque[str] = deque()
+        self._events: deque[AppEvent] = deque()
+        self._event_seq = 0
+        self._ready = False
+        self._session_id: str | None = None
+        self._input_format = AUDIO_FORMATS[profile.input_format if profile else "pcm24k"]
+        self._output_format = AUDIO_FORMATS[profile.output_format if profile else "pcm24k"]
+        self._interrupt_response = profile.interrupt_response if profile else True
+        self._server_creates_responses = profile is None or (
+            profile.turn_detection is not None and profile.turn_detection.create_response
+        )
+        # Response ownership: one deferred create (overrides merged), and our in-flight requests by event_id.
+        self._pending_create: dict[str, Any] | None = None
+        self._user_speaking = False
+        self._sent_creates: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._tool_calls: dict[str, _ToolCall] = {}
+        self._done_responses: OrderedDict[str, None] = OrderedDict()
+        # Barge-in: items the app was told to flush, and responses whose remaining audio is dropped.
+        self._flush_pending: set[str] = set()
+        self._silenced: OrderedDict[str, None] = OrderedDict()
+        # Latency: when each input sample was sent, and the user's turn end on the client clock.
+        self._latency = TurnLatency()
+
+    # -- outputs ---------------------------------------------------------------------------------
+
+    def messages_to_send(self) -> list[str]:
+        """JSON text frames to send, in order (drained)."""
+        messages = list(self._outgoing)
+        self._outgoing.clear()
+        return messages
+
+    def events_received(self) -> list[AppEvent]:
+        """Events for the application, in order (drained)."""
+        received = list(self._events)
+        self._events.clear()
+        return received
+
+    @property
+    def total_cost_usd(self) -> Decimal:
+        """Running cost of the session."""
+        return self.costs.total_usd
+
+    @property
+    def session_id(self) -> str | None:
+        """The server's session id, once ``session.created`` arrived."""
+        return self._session_id
+
+    def _send(self, event: Mapping[str, Any]) -> None:
+        self._outgoing.append(wire.serialize_client_event(event))
+
+    def _next_event_id(self) -> str:
+        self._event_seq += 1
+        return f"evt_rt_{self._event_seq}"
+
+    # -- app inputs ------------------------------------------------------------------------------
+
+    def append_audio(self, pcm: bytes, now_s: float) -> None:
+        """Send microphone audio (session input format) captured up to ``now_s``."""
+        spec = self._input_format
+        if len(pcm) % spec.bytes_per_sample:
+            raise LocalProtocolError(
+                f"{spec.name} audio has {spec.bytes_per_sample} bytes per sample; got {len(pcm)}"
+            )
+        samples = len(pcm) // spec.bytes_per_sample
+        self._send(wire.input_audio_buffer_append(pcm))
+        self._latency.audio_sent(samples, spec.sample_rate_hz, now_s)
+
+    def commit_audio(self) -> None:
+        """Commit the input buffer as a user turn (manual turns); then call ``create_response()``."""
+        self._send(wire.input_audio_buffer_commit(event_id=self._next_event_id()))
+        self._latency.committed_manually()
+
+    def clear_audio(self) -> None:
+        """Drop the uncommitted input audio."""
+        self._send(wire.input_audio_buffer_clear(event_id=self._next_event_id()))
+
+    def send_text(self, text: str) -> None:
+        """Add a typed user message and ask for a reply (deferred if the agent is busy)."""
+        self._send(wire.conversation_item_create(wire.user_text_item(text), event_id=self._next_event_id()))
+        self.create_response()
+
+    def submit_tool_output(self, call_id: str, output: str) -> None:
+        """Answer a ``ToolCallRequested``; the follow-up response is created once all calls are answered."""
+        call = self._tool_calls.get(call_id)
+        if call is None:
+            raise LocalProtocolError(f"no function call {call_id!r} is waiting for output")
+        if call.output_submitted:
+            raise LocalProtocolError(f"function call {call_id!r} already has an output")
+        call.output_submitted = True
+        self._send(
+            wire.conversation_item_create(
+                wire.function_call_output_item(call_id, output), event_id=self._next_event_id()
+            )
+        )
+        self._follow_up_tools(call.response_id)
+        self._flush_pending_create()
+
+    def create_response(self, **overrides: Any) -> None:
+        """Ask for a response, with optional per-response overrides (``instructions=...`` etc.).
+
+        Sent now if the conversation is idle, otherwise deferred and folded with other deferred
+        requests into one ``response.create``. ``conversation="none"`` (out-of-band) is sent at once.
+        """
+        unknown = set(overrides) - _RESPONSE_CREATE_FIELDS
+        if unknown:
+            raise LocalProtocolError(f"response.create does not take {', '.join(sorted(unknown))}")
+        if overrides.get("conversation") == "none":
+            self._send(
+                wire.response_create(
+                    cast(RealtimeResponseCreateParamsParam, overrides), event_id=self._next_event_id()
+                )
+            )
+            return
+        self._pending_create = {**(self._pending_create or {}), **overrides}
+        self._flush_pending_create()
+
+    def cancel_response(self) -> None:
+        """Cancel the active response (nothing is sent when none is active); drops a deferred create."""
+        self._pending_create = None
+        self._cancel_active()
+
+    def interrupt(self) -> None:
+        """Local barge-in (a key press, typed text): flush the playing audio and cancel the response."""
+        self._pending_create = None
+        self._barge_in(cancel=True)
+
+    def update_session(self, profile: AgentProfile) -> None:
+        """Send a new session configuration."""
+        if (
+            self._profile is not None
+            and profile.voice != self._profile.voice
+            and self.conversation.has_assistant_audio
+        ):
+            # §3.2: the voice cannot change after the first audio output of the session.
+            raise LocalProtocolError(
+                "the voice cannot change once the model has produced audio in this session"
+            )
+        self._profile = profile
+        self._input_format = AUDIO_FORMATS[profile.input_format]
+        self._send_session_update()
+
+    def _send_session_update(self) -> None:
+        assert self._profile is not None
+        self._send(wire.session_update(self._profile.to_session(), event_id=self._next_event_id()))
+
+    def audio_played(self, item_id: str, samples: int, now_s: float) -> None:
+        """Report ``samples`` more of ``item_id`` played at ``now_s`` (from the player, in increments)."""
+        self.conversation.audio_played(item_id, samples)
+        item = self.conversation.item(item_id)
+        if samples > 0 and item is not None and item.response_id is not None:
+            sample = self._latency.audio_played(item.response_id, now_s)
+            if sample is not None:
+                self._events.append(
+                    LatencyMeasured(
+                        sample.response_id, sample.voice_to_voice_ms, sample.first_audio_received_ms
+                    )
+                )
+
+    def playback_flushed(self, item_id: str, played_samples_total: int) -> None:
+        """Report that playback of ``item_id`` stopped after ``played_samples_total`` samples (after a flush).
+
+        Queues ``conversation.item.truncate`` with what was heard, unless nothing was heard or the item
+        had already been played to its end, and cuts the transcript to match.
+        """
+        if self.conversation.item(item_id) is None:
+            raise LocalProtocolError(f"unknown item {item_id!r}")
+        self._flush_pending.discard(item_id)
+        version = self.conversation.transcript_version
+        self.conversation.set_played_samples(item_id, played_samples_total)
+        item = self.conversation.item(item_id)
+        assert item is not None
+        audio_end_ms = truncate_audio_end_ms(
+            played_samples=item.audio_played_samples,
+            received_samples=item.audio_received_samples,
+            sample_rate_hz=item.sample_rate_hz,
+            playback_finished=item.playback_finished,
+        )
+        if audio_end_ms is not None:
+            self._send(
+                wire.conversation_item_truncate(
+                    item_id, audio_end_ms=audio_end_ms, event_id=self._next_event_id()
+                )
+            )
+        if not item.playback_finished:
+            self.conversation.cut(item_id)
+            if item.response_id is not None:
+                self.costs.record_playback(
+                    item.response_id,
+                    played_samples=item.audio_played_samples,
+                    received_samples=item.audio_received_samples,
+                )
+        self._emit_transcript_if_changed(version)
+
+    # -- barge-in and response ownership -------------------------------------------------------
+
+    def _barge_in(self, *, cancel: bool) -> None:
+        target = self.conversation.last_unheard_audio_item()
+        if target is not None and target.item_id not in self._flush_pending:
+            self._flush_pending.add(target.item_id)
+            self._events.append(FlushPlayback(target.item_id))
+            if target.response_id is not None:
+                self._silence(target.response_id)
+        active = self.conversation.active_response
+        if active is not None and active.response_id is not None:
+            # Audio still in flight for an interrupted response must not reach the speaker.
+            self._silence(active.response_id)
+        if cancel:
+            self._cancel_active()
+
+    def _silence(self, response_id: str) -> None:
+        self._silenced[response_id] = None
+        while len(self._silenced) > 64:
+            self._silenced.popitem(last=False)
+
+    def _cancel_active(self) -> None:
+        if self.conversation.response_state in (ResponseState.REQUESTED, ResponseState.ACTIVE):
+            self._send(wire.response_cancel(event_id=self._next_event_id()))
+            self.conversation.response_cancel_sent()
+
+    def _flush_pending_create(self) -> None:
+        if self._pending_create is None or self._user_speaking or self.conversation.response_state in _BUSY:
+            return
+        overrides, self._pending_create = self._pending_create, None
+        event_id = self._next_event_id()
+        self._sent_creates[event_id] = overrides
+        while len(self._sent_creates) > 16:
+            self._sent_creates.popitem(last=False)
+        self._send(
+            wire.response_create(
+                cast(RealtimeResponseCreateParamsParam, overrides) or None, event_id=event_id
+            )
+        )
+        self.conversation.response_create_sent()
+
+    def _follow_up_tools(self, response_id: str) -> None:
+        # §2.5 D: the server does not continue after a tool output; one response.create must follow,
+        # and only after the response that made the calls is done and every call is answered.
+        if response_id not in self._done_responses:
+            return
+        calls = [call_id for call_id, call in self._tool_calls.items() if call.response_id == response_id]
+        if not calls or not all(self._tool_calls[call_id].output_submitted for call_id in calls):
+            return
+        for call_id in calls:
+            del self._tool_calls[call_id]
+        self._done_responses.pop(response_id, None)
+        self._pending_create = self._pending_create or {}
+
+    # -- server input ----------------------------------------------------------------------------
+
+    def receive_message(self, text: str, now_s: float) -> None:
+        """Feed one text frame received from the server at ``now_s``. Never raises for bad frames."""
+        try:
+            event = wire.parse_server_event(text)
+        except RemoteProtocolError as exc:
+            logger.warning("%s", exc)
+            self._events.append(ProtocolViolation(exc))
+            return
+        if self._include_raw:
+            self._events.append(RawServerEvent(event))
+        version = self.conversation.transcript_version
+        try:
+            self._handle(event, now_s)
+        except RemoteProtocolError as exc:
+            self._events.append(ProtocolViolation(exc))
+        self._emit_transcript_if_changed(version)
+
+    def _emit_transcript_if_changed(self, version: int) -> None:
+        if self.conversation.transcript_version != version:
+            self._events.append(TranscriptUpdated(self.conversation.transcript_lines()))
+
+    def _handle(self, event: ServerEvent | UnknownServerEvent, now_s: float) -> None:
+        if isinstance(event, ResponseAudioDeltaEvent):
+            self._on_audio_delta(event, now_s)  # counted here: the conversation does not decode audio
+            return
+        self.conversation.apply(event)
+        match event:
+            case SessionCreatedEvent():
+                self._session_id = getattr(event.session, "id", None)
+                if self._profile is not None:
+                    # §2.5 A: our update replaces the defaults; its formats hold from now on, and the
+                    # server's echo in session.updated confirms them.
+                    self._send_session_update()
+                else:
+                    self._apply_session(event.session)
+                    self._session_ready(event.session)
+            case SessionUpdatedEvent():
+                self._apply_session(event.session)
+                if not self._ready:
+                    self._session_ready(event.session)
+            case InputAudioBufferSpeechStartedEvent():
+                self._user_speaking = True
+                self._events.append(SpeechStarted(event.item_id, event.audio_start_ms))
+                self._barge_in(cancel=not self._interrupt_response)
+            case InputAudioBufferSpeechStoppedEvent():
+                self._events.append(SpeechStopped(event.item_id, event.audio_end_ms))
+                self._latency.speech_ended(event.audio_end_ms)
+                if not self._server_creates_responses:
+                    self._user_speaking = False
+                    self._flush_pending_create()
+            case ResponseCreatedEvent():
+                self._on_response_created(event)
+            case ResponseFunctionCallArgumentsDoneEvent():
+                self._tool_calls[event.call_id] = _ToolCall(event.response_id)
+                self._events.append(
+                    ToolCallRequested(
+                        event.call_id, event.name, event.arguments, event.item_id, event.response_id
+                    )
+                )
+            case ResponseDoneEvent():
+                self._on_response_done(event)
+            case RealtimeErrorEvent():
+                self._on_error(event)
+            case ConversationItemInputAudioTranscriptionFailedEvent():
+                logger.info("input transcription failed for %s: %s", event.item_id, event.error.message)
+            case _:
+                pass
+
+    def _apply_session(self, session: object) -> None:
+        if not isinstance(session, RealtimeSessionCreateRequest) or session.audio is None:
+            return
+        audio_in, audio_out = session.audio.input, session.audio.output
+        if audio_in is not None:
+            if audio_in.format is not None:
+                self._input_format = audio_format_from_wire(audio_in.format)
+            if "turn_detection" in audio_in.model_fields_set:
+                detection = audio_in.turn_detection
+                # Unset flags mean the GA defaults (true), §2.2.
+                self._interrupt_response = detection is not None and detection.interrupt_response is not False
+                self._server_creates_responses = (
+                    detection is not None and detection.create_response is not False
+                )
+        if audio_out is not None and audio_out.format is not None:
+            self._output_format = audio_format_from_wire(audio_out.format)
+
+    def _session_ready(self, session: object) -> None:
+        self._ready = True
+        expires_at = getattr(session, "expires_at", None)
+        model = getattr(session, "model", None)
+        self._events.append(
+            SessionReady(
+                self._session_id,
+                model if isinstance(model, str) else None,
+                expires_at if isinstance(expires_at, int) else None,
+            )
+        )
+
+    def _on_audio_delta(self, event: ResponseAudioDeltaEvent, now_s: float) -> None:
+        try:
+            audio = base64.b64decode(event.delta, validate=True)
+        except (binascii.Error, ValueError):
+            raise RemoteProtocolError(
+                f"response.output_audio.delta for {event.item_id} is not base64"
+            ) from None
+        spec: AudioFormatSpec = self._output_format
+        samples = len(audio) // spec.bytes_per_sample
+        self.conversation.audio_received(
+            event.item_id, samples, sample_rate_hz=spec.sample_rate_hz, response_id=event.response_id
+        )
+        self._latency.audio_received(event.response_id, now_s)
+        item = self.conversation.item(event.item_id)
+        if event.response_id in self._silenced or event.item_id in self._flush_pending or (item and item.cut):
+            return
+        self._events.append(AudioChunk(event.item_id, event.response_id, audio, samples, spec.sample_rate_hz))
+
+    def _on_response_created(self, event: ResponseCreatedEvent) -> None:
+        response_id = event.response.id
+        if response_id is None:
+            return
+        self._user_speaking = False  # the server answered the user's turn; deferred creates wait for this one
+        self._latency.response_started(response_id)
+        if self.conversation.response_state is ResponseState.CANCELLING:
+            self._silence(response_id)  # a cancel we sent before it was created is on its way
+        self._events.append(ResponseStarted(response_id))
+
+    def _on_response_done(self, event: ResponseDoneEvent) -> None:
+        response = event.response
+        turn: TurnCost | None = None
+        try:
+            turn = self.costs.add_turn(
+                response.id, response.status, Usage.from_response_usage(response.usage)
+            )
+        except RemoteProtocolError as exc:
+            self._events.append(ProtocolViolation(exc))
+        details = response.status_details
+        # A failed response has no reason, but its error code says why (e.g. insufficient_quota).
+        reason = None
+        if details is not None:
+            reason = details.reason or (details.error.code if details.error else None)
+        self._events.append(ResponseFinished(response.id, response.status, reason, turn))
+        if response.id is not None:
+            self._done_responses[response.id] = None
+            while len(self._done_responses) > 64:
+                self._done_responses.popitem(last=False)
+            self._follow_up_tools(response.id)
+        self._flush_pending_create()
+
+    def _on_error(self, event: RealtimeErrorEvent) -> None:
+        err = event.error
+        error = ServerError(err.message, code=err.code, type=err.type, param=err.param, event_id=err.event_id)
+        harmless = False
+        if err.code == "response_cancel_not_active":
+            harmless = True  # §2.5 E: the response finished before our cancel arrived
+        elif err.event_id is not None and err.event_id in self._sent_creates:
+            overrides = self._sent_creates.pop(err.event_id)
+            self.conversation.response_create_rejected()
+            if err.code == "conversation_already_has_active_response":
+                # Lost a race with a response the server started itself: try again after it.
+                harmless = True
+                self._pending_create = {**overrides, **(self._pending_create or {})}
+        if harmless:
+            logger.info("harmless server error: %s", error)
+        else:
+            logger.warning("server error: %s", error)
+        self._events.append(ServerErrorEvent(error, harmless))
+        self._flush_pending_create()

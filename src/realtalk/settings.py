@@ -1,0 +1,187 @@
+"""Configuration: the only module that reads environment variables and ``.env``.
+
+Names follow the seed project so its users feel at home: ``AZURE_OPENAI_ENDPOINT`` (the portal's
+"Target URI", any form), ``AZURE_OPENAI_DEPLOYMENT_NAME``, ``AZURE_OPENAI_API_KEY`` (absent: Microsoft
+Entra ID), ``OPENAI_API_KEY`` (the OpenAI platform); everything else is ``REALTALK_*``. Environment
+variables win over ``.env``; an empty value counts as unset.
+
+Only ``cli/`` and ``gateway/`` import this module; library classes take plain values.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from realtalk.client.credentials import (
+    DEFAULT_ENTRA_SCOPE,
+    ApiKeyCredential,
+    Credential,
+    EntraCredential,
+    default_credential,
+)
+from realtalk.errors import ConfigError
+from realtalk.protocol.endpoint import ResolvedEndpoint, resolve_endpoint
+
+__all__ = ["LogLevel", "Settings", "credential_for", "load_settings", "resolve_connection"]
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+# Sent to a loopback server when no key is configured: the emulator needs no real secret.
+LOCAL_PLACEHOLDER_KEY = "realtalk-local"
+
+_EXAMPLES = {
+    "REALTALK_PRICES": '{"audio_out": "60", "audio_in": "30"}',
+    "REALTALK_CONNECT_TIMEOUT_S": "10",
+    "REALTALK_LOG_LEVEL": "INFO",
+}
+
+
+class Settings(BaseSettings):
+    """Everything realtalk reads from the environment, validated once.
+
+    Construct with ``load_settings()`` (which turns validation errors into ``ConfigError``) or
+    directly with field names for tests: ``Settings(azure_openai_endpoint="https://...")``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    azure_openai_endpoint: str | None = Field(default=None, validation_alias="AZURE_OPENAI_ENDPOINT")
+    azure_openai_deployment_name: str | None = Field(
+        default=None, validation_alias="AZURE_OPENAI_DEPLOYMENT_NAME"
+    )
+    azure_openai_api_key: SecretStr | None = Field(default=None, validation_alias="AZURE_OPENAI_API_KEY")
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    pricing_model: str = Field(default="gpt-realtime-1.5", validation_alias="REALTALK_PRICING_MODEL")
+    prices: Annotated[dict[str, Decimal], NoDecode] = Field(
+        default_factory=dict, validation_alias="REALTALK_PRICES"
+    )
+    entra_scope: str = Field(default=DEFAULT_ENTRA_SCOPE, validation_alias="REALTALK_ENTRA_SCOPE")
+    log_level: LogLevel = Field(default="WARNING", validation_alias="REALTALK_LOG_LEVEL")
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, validation_alias="REALTALK_CONNECT_TIMEOUT_S"
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        # env_ignore_empty covers "", but not "  " nor values passed in code; both mean "unset".
+        if isinstance(value, str) and not value.strip():
+            field = cls.model_fields[info.field_name or ""]
+            return field.get_default(call_default_factory=True)
+        if isinstance(value, str):
+            return value.strip()
+        return value
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices_from_json(cls, value: Any) -> Any:
+        # Validators on one field run in reverse order, so blank is handled here too.
+        if isinstance(value, str) and not value.strip():
+            return {}
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"not valid JSON ({exc.msg}); write a JSON object of prices per 1M tokens"
+                ) from None
+        return value
+
+    @field_validator("prices")
+    @classmethod
+    def _prices_not_negative(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for name, price in value.items():
+            if price < 0 or not price.is_finite():
+                raise ValueError(f"the price of '{name}' must be a non-negative number")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """Read the environment (and ``env_file``, if it exists) into ``Settings``.
+
+    Raises ``ConfigError`` naming the first variable that is wrong. Secret values are never quoted.
+    """
+    try:
+        return Settings(_env_file=env_file)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+
+
+def resolve_connection(settings: Settings) -> tuple[ResolvedEndpoint, Credential]:
+    """The GA Realtime endpoint and the credential to open it with, from settings.
+
+    Raises ``ConfigError`` when the endpoint, the deployment or the key is missing or wrong.
+    The caller owns the credential and must ``await credential.close()``.
+    """
+    endpoint = resolve_endpoint(settings.azure_openai_endpoint, settings.azure_openai_deployment_name)
+    return endpoint, credential_for(endpoint, settings)
+
+
+def credential_for(endpoint: ResolvedEndpoint, settings: Settings) -> Credential:
+    """Pick the credential for ``endpoint``.
+
+    Azure: ``AZURE_OPENAI_API_KEY`` in the ``api-key`` header, or Microsoft Entra ID when it is
+    absent. OpenAI platform: ``OPENAI_API_KEY`` as a Bearer token. Loopback server: whichever key is
+    set, as a Bearer token, or a placeholder.
+    """
+    azure_key = _secret(settings.azure_openai_api_key)
+    openai_key = _secret(settings.openai_api_key)
+    if endpoint.provider == "azure":
+        if azure_key:
+            return ApiKeyCredential(azure_key, style="api-key", source="AZURE_OPENAI_API_KEY")
+        return EntraCredential(
+            default_credential(), scope=settings.entra_scope, name="DefaultAzureCredential"
+        )
+    if endpoint.provider == "openai":
+        if openai_key:
+            return ApiKeyCredential(openai_key, style="bearer", source="OPENAI_API_KEY")
+        raise ConfigError(
+            "OPENAI_API_KEY is not set; the OpenAI platform (api.openai.com) needs an API key.",
+            variable="OPENAI_API_KEY",
+            example="OPENAI_API_KEY=sk-...",
+        )
+    if azure_key:
+        return ApiKeyCredential(azure_key, style="bearer", source="AZURE_OPENAI_API_KEY")
+    if openai_key:
+        return ApiKeyCredential(openai_key, style="bearer", source="OPENAI_API_KEY")
+    return ApiKeyCredential(LOCAL_PLACEHOLDER_KEY, style="bearer", source=None)
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value().strip() if value is not None else ""
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    error = exc.errors(include_input=False, include_url=False)[0]
+    loc = error["loc"][0] if error["loc"] else ""
+    variable = _variable_of(str(loc))
+    # pydantic prefixes messages raised by our validators with "Value error, ".
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return ConfigError(f"{variable}: {message}.", variable=variable, example=_EXAMPLES.get(variable))
+
+
+def _variable_of(loc: str) -> str:
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if loc in (name, alias) and isinstance(alias, str):
+            return alias
+    return loc
