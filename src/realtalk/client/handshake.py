@@ -253,7 +253,7 @@ def _open_failure(
     before = [_proxy_ok(proxy)] if proxy is not None else []
     tls_ok = [ProbeStep("tls", True, f"certificate valid for {hostname}")] if secure else []
     if isinstance(exc, InvalidStatus):
-        return [*before, *tls_ok, ProbeStep("upgrade", False, _status_detail(exc, endpoint))]
+        return [*before, *tls_ok, ProbeStep("upgrade", False, describe_rejection(exc, endpoint))]
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = (
             f"the certificate of {hostname} was not trusted ({exc.verify_message}): a proxy or firewall may "
@@ -280,7 +280,7 @@ def _proxy_ok(proxy: str) -> ProbeStep:
     return ProbeStep("proxy", True, f"through the proxy {_shown_proxy(proxy)} (from the environment)")
 
 
-def _status_detail(exc: InvalidStatus, endpoint: ResolvedEndpoint) -> str:
+def describe_rejection(exc: InvalidStatus, endpoint: ResolvedEndpoint) -> str:
     status = exc.response.status_code
     body = _body_text(exc.response.body)
     said = f" (the server said: {body})" if body else ""

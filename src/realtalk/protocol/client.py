@@ -65,7 +65,7 @@ from .app_events import (
     ToolCallRequested,
     TranscriptUpdated,
 )
-from .conversation import Conversation, ResponseState
+from .conversation import Conversation, ResponseState, TranscriptLine
 from .cost import CostTracker, Prices, TurnCost, Usage, prices_for
 from .events import ServerEvent, UnknownServerEvent
 from .latency import TurnLatency
@@ -78,6 +78,8 @@ logger = logging.getLogger(__name__)
 
 _RESPONSE_CREATE_FIELDS: Final = frozenset(get_type_hints(RealtimeResponseCreateParamsParam))
 _BUSY: Final = (ResponseState.REQUESTED, ResponseState.ACTIVE, ResponseState.CANCELLING)
+REPLAY_MAX_CHARS: Final = 16_000
+REPLAY_MAX_LINES: Final = 200
 
 
 @dataclass
@@ -126,6 +128,40 @@ class ClientProtocol:
         self._silenced: OrderedDict[str, None] = OrderedDict()
         # Latency: when each input sample was sent, and the user's turn end on the client clock.
         self._latency = TurnLatency()
+        # History to replay into a new server session after a reconnect (see carry_over).
+        self._replay: list[TranscriptLine] = []
+
+    def carry_over(self, previous: ClientProtocol) -> None:
+        """Continue ``previous`` on a new connection: same costs, its conversation replayed as text.
+
+        A reconnect opens a new server session with an empty conversation (§1.4). What was said is
+        replayed as text items right after ``session.created`` (and our ``session.update``): the
+        user's lines as ``input_text``, the assistant's as ``output_text`` cut to what was heard.
+        Only the most recent lines are replayed, within ``REPLAY_MAX_CHARS`` (about 4,000 tokens,
+        well inside the 28,672-token input window), so a long session does not fill the new context.
+        """
+        self.costs = previous.costs
+        lines = [line for line in previous.conversation.transcript_lines() if line.text.strip()]
+        lines.extend(previous._replay_unsent())
+        kept: list[TranscriptLine] = []
+        budget = REPLAY_MAX_CHARS
+        for line in reversed(lines):
+            budget -= len(line.text)
+            if budget < 0 or len(kept) >= REPLAY_MAX_LINES:
+                break
+            kept.append(line)
+        self._replay = kept[::-1]
+
+    def _replay_unsent(self) -> list[TranscriptLine]:
+        # Lines we were still going to replay when this connection died too.
+        return list(self._replay)
+
+    def _send_replay(self) -> None:
+        for line in self._replay:
+            text = line.text
+            item = wire.user_text_item(text) if line.role == "user" else wire.assistant_text_item(text)
+            self._send(wire.conversation_item_create(item, event_id=self._next_event_id()))
+        self._replay = []
 
     # -- outputs ---------------------------------------------------------------------------------
 
@@ -389,6 +425,7 @@ class ClientProtocol:
                 else:
                     self._apply_session(event.session)
                     self._session_ready(event.session)
+                self._send_replay()
             case SessionUpdatedEvent():
                 self._apply_session(event.session)
                 if not self._ready:

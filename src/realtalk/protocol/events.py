@@ -207,6 +207,11 @@ def user_text_item(text: str) -> ConversationItemParam:
     return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
 
 
+def assistant_text_item(text: str) -> ConversationItemParam:
+    """An assistant message holding text (§2.3: the client may create assistant items, but not with audio)."""
+    return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+
+
 def function_call_output_item(call_id: str, output: str) -> ConversationItemParam:
     """A ``function_call_output`` item answering the function call ``call_id`` (§2.5 D)."""
     return {"type": "function_call_output", "call_id": call_id, "output": output}
