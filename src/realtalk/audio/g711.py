@@ -98,7 +98,6 @@ def _tables() -> _Tables:
     return ulaw_enc, ulaw_dec, alaw_enc, alaw_dec
 
 
-
 def ulaw_encode(pcm: bytes) -> bytes:
     """PCM16 (8 kHz) → µ-law bytes, one per sample."""
     return _tables()[0][pcm16_to_int16(pcm).astype(np.int32) + 32768].tobytes()

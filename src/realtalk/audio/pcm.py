@@ -44,7 +44,7 @@ def samples_to_ms(samples: int, sample_rate_hz: int = WIRE_SAMPLE_RATE_HZ) -> in
 
 
 def ms_to_samples(ms: float, sample_rate_hz: int = WIRE_SAMPLE_RATE_HZ) -> int:
-    return int(round(ms * sample_rate_hz / 1000))
+    return round(ms * sample_rate_hz / 1000)
 
 
 def bytes_to_samples(byte_count: int) -> int:
@@ -88,7 +88,7 @@ def read_wav(source: str | Path | bytes) -> tuple[bytes, int, int]:
 
     Raises ``ValueError`` naming the problem for anything that is not 16-bit PCM.
     """
-    handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+    handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
     with handle, wave.open(handle, "rb") as wav:
         if wav.getsampwidth() != BYTES_PER_SAMPLE or wav.getcomptype() != "NONE":
             raise ValueError(
@@ -109,5 +109,7 @@ def wav_bytes(pcm: bytes, sample_rate_hz: int = WIRE_SAMPLE_RATE_HZ, channels: i
     return buffer.getvalue()
 
 
-def write_wav(path: str | Path, pcm: bytes, sample_rate_hz: int = WIRE_SAMPLE_RATE_HZ, channels: int = 1) -> None:
+def write_wav(
+    path: str | Path, pcm: bytes, sample_rate_hz: int = WIRE_SAMPLE_RATE_HZ, channels: int = 1
+) -> None:
     Path(path).write_bytes(wav_bytes(pcm, sample_rate_hz, channels))
