@@ -162,7 +162,9 @@ class WavSink:
         self.channels = channels
         self.frames_written = 0
         self._frame_bytes = BYTES_PER_SAMPLE * channels
-        self._wav: wave.Wave_write | None = wave.open(str(self.path), "wb")  # closed in close()
+        # Open the file first: if that fails, no half-built wave writer is left for __del__ to trip on.
+        self._file = open(self.path, "wb")
+        self._wav: wave.Wave_write | None = wave.open(self._file, "wb")
         self._wav.setnchannels(channels)
         self._wav.setsampwidth(BYTES_PER_SAMPLE)
         self._wav.setframerate(sample_rate_hz)
@@ -182,7 +184,8 @@ class WavSink:
     def close(self) -> None:
         if self._wav is not None:
             wav, self._wav = self._wav, None
-            wav.close()
+            wav.close()  # patches the header; does not close a file object it was given
+            self._file.close()
 
     @property
     def closed(self) -> bool:

@@ -30,25 +30,22 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
-from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.exceptions import InvalidHandshake
 
 from realtalk.client.credentials import Credential
-from realtalk.client.handshake import describe_rejection
+from realtalk.client.transport import open_websocket
 from realtalk.errors import ConnectionClosed, HandshakeRejected, RealtalkError
 from realtalk.protocol import AgentProfile, ClientProtocol, Prices
 from realtalk.protocol.app_events import AppEvent, SessionReady
 from realtalk.protocol.endpoint import ResolvedEndpoint
 from realtalk.protocol.retry import RetryDecision, backoff_delays_s, classify_error
 
-__all__ = ["ConnectionStatus", "RealtimeSession", "SessionEvent"]
+__all__ = ["ConnectionStatus", "FrameHook", "RealtimeSession", "SessionEvent"]
 
 logger = logging.getLogger(__name__)
 
-# §1.4: a conversation.item.retrieved with audio or a large session.updated can exceed websockets'
-# 1 MiB default; the service allows 15 MiB appends, so accept frames up to 16 MiB.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 _NORMAL_CLOSE = 1000
 
 
@@ -66,6 +63,7 @@ class ConnectionStatus:
 
 SessionEvent = AppEvent | ConnectionStatus
 EventHandler = Callable[[SessionEvent], None]
+FrameHook = Callable[[Literal["in", "out"], str], None]
 
 
 class RealtimeSession:
@@ -108,6 +106,7 @@ class RealtimeSession:
         self._rng = rng
         self._extra_headers = dict(extra_headers or {})
         self._handlers: list[EventHandler] = []
+        self._frame_hooks: list[FrameHook] = []
         self._queue: asyncio.Queue[SessionEvent | None] | None = None
         self._queue_size = event_queue_size
         self.protocol = ClientProtocol(profile=profile, prices=prices)
@@ -176,6 +175,10 @@ class RealtimeSession:
     def on_event(self, handler: EventHandler) -> None:
         """Call ``handler(event)`` for every event, synchronously, in the receive task. Keep it quick."""
         self._handlers.append(handler)
+
+    def on_frame(self, hook: FrameHook) -> None:
+        """Call ``hook("in"|"out", text)`` with every JSON frame received or sent (for event logs)."""
+        self._frame_hooks.append(hook)
 
     async def events(self) -> AsyncIterator[SessionEvent]:
         """Iterate over events until the session closes (a bounded queue; slow readers slow the socket)."""
@@ -298,22 +301,9 @@ class RealtimeSession:
         return backoff_delays_s(random=self._rng, max_attempts=self._max_attempts)
 
     async def _connect(self) -> ClientConnection:
-        headers = {**self._extra_headers, **await self._credential.headers()}
-        try:
-            ws = await connect(
-                self.endpoint.url,
-                additional_headers=headers,
-                max_size=MAX_MESSAGE_BYTES,
-                open_timeout=self._timeout_s,
-                # Audio is base64 PCM: compressing it costs CPU and latency for little gain.
-                compression=None,
-                proxy=None if self.endpoint.provider == "local" else True,
-            )
-        except InvalidStatus as exc:
-            body = exc.response.body.decode("utf-8", "replace") if exc.response.body else ""
-            raise HandshakeRejected(
-                exc.response.status_code, body, describe_rejection(exc, self.endpoint)
-            ) from None
+        ws = await open_websocket(
+            self.endpoint, self._credential, timeout_s=self._timeout_s, extra_headers=self._extra_headers
+        )
         self.connections += 1
         return ws
 
@@ -342,6 +332,8 @@ class RealtimeSession:
         try:
             async for message in ws:
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+                for hook in self._frame_hooks:
+                    hook("in", text)
                 self.protocol.receive_message(text, self._clock())
                 self._deliver()
                 self._wake.set()
@@ -360,6 +352,8 @@ class RealtimeSession:
             self._wake.clear()
             for frame in self.protocol.messages_to_send():
                 await ws.send(frame)
+                for hook in self._frame_hooks:
+                    hook("out", frame)
 
     def _deliver(self) -> None:
         for event in self.protocol.events_received():

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import deque
 from dataclasses import dataclass
 
@@ -89,6 +90,7 @@ class VoiceLoop:
         self._pending: deque[DuplexBlock] = deque()
         self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         session.on_event(self._on_session_event)
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -96,6 +98,7 @@ class VoiceLoop:
     def start(self) -> None:
         """Start the device; blocks flow until ``stop()``."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self.device.start(self._on_block)
 
     def stop(self) -> None:
@@ -132,6 +135,10 @@ class VoiceLoop:
     # -- device side (any thread) --------------------------------------------------------------------
 
     def _on_block(self, block: DuplexBlock) -> None:
+        if threading.get_ident() == self._loop_thread:
+            # A driver on the loop itself (PacedDriver): no hop needed.
+            self._process(block)
+            return
         if len(self._pending) >= MAX_PENDING_BLOCKS:
             self._pending.popleft()
             self.stats.dropped_blocks += 1
@@ -221,4 +228,9 @@ class PacedDriver:
             if callback is not None:
                 callback(block)
             delay = start + n * period_s - loop.time()
+            if delay < -5 * period_s:
+                # The loop stalled: re-anchor instead of catching up in a burst, which would drain
+                # the playback buffer faster than audio arrives (gaps, like a real card's underrun).
+                start -= delay
+                delay = 0.0
             await asyncio.sleep(max(0.0, delay))
