@@ -1,0 +1,53 @@
+"""The ``realtalk`` command: one Typer app, one module per command.
+
+Commands stay thin: they read settings, wire library objects together and render. Decisions live
+in ``realtalk.protocol``; I/O lives in ``realtalk.client`` and ``realtalk.emulator``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from realtalk import __version__
+from realtalk.cli.devices import devices
+from realtalk.cli.doctor import doctor
+from realtalk.cli.emulate import emulate
+from realtalk.cli.talk import talk
+
+app = typer.Typer(
+    name="realtalk",
+    help=(
+        "Voice agents on Azure OpenAI gpt-realtime-1.5 (GA Realtime API).\n\n"
+        "Configure with AZURE_OPENAI_ENDPOINT (the portal's Target URI), AZURE_OPENAI_DEPLOYMENT_NAME "
+        "and AZURE_OPENAI_API_KEY (leave the key unset to sign in with Microsoft Entra ID). "
+        "A .env file in the current folder is read too. Run `realtalk doctor` to check the setup."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"realtalk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Voice agents on Azure OpenAI gpt-realtime-1.5."""
+
+
+app.command(name="talk")(talk)
+app.command(name="doctor")(doctor)
+app.command(name="emulate")(emulate)
+app.command(name="devices")(devices)
+
+
+def main() -> None:
+    app()

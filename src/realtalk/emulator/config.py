@@ -1,0 +1,91 @@
+"""The emulator's configuration: one frozen value, built by the CLI or by tests.
+
+Nothing here reads the environment (``realtalk.settings`` does that, for ``cli/`` only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from realtalk.emulator.faults import Faults
+from realtalk.emulator.scenario import Scenario
+
+__all__ = ["DEFAULT_DEPLOYMENTS", "EmulatorConfig"]
+
+# Deployment names accepted by default: the usual Azure deployment names of the realtime models.
+DEFAULT_DEPLOYMENTS: tuple[str, ...] = (
+    "gpt-realtime-1.5",
+    "gpt-realtime-1.5-2026-02-23",
+    "gpt-realtime",
+    "gpt-realtime-2025-08-28",
+    "gpt-realtime-mini",
+    "gpt-realtime-mini-2025-12-15",
+)
+
+VadEngineName = Literal["auto", "energy", "silero"]
+AsrEngineName = Literal["auto", "pocketsphinx", "none"]
+TtsEngineName = Literal["auto", "espeak", "tone"]
+
+# base64 of the documented 15 MiB per-append limit, plus room for the JSON envelope.
+DEFAULT_MAX_EVENT_BYTES = 21 * 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmulatorConfig:
+    """How an emulator instance behaves.
+
+    ``keys``: accepted API keys; empty accepts any non-empty credential (a missing one is still a
+    401). Ephemeral ``ek_`` keys it mints itself are always accepted until they expire.
+    ``deployments``: accepted ``model=`` values; empty accepts any.
+    ``pace``: real-time speed factor for streamed replies (2.0 sends audio twice as fast as it
+    plays); ``None`` sends everything as fast as possible.
+    ``scenario``: scripted replies and faults (see ``realtalk.emulator.scenario``); without one, the
+    emulator answers with a spoken echo of what it understood.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    keys: tuple[str, ...] = ()
+    deployments: tuple[str, ...] = DEFAULT_DEPLOYMENTS
+    session_limit_s: float = 30 * 60
+    pace: float | None = 1.0
+    vad: VadEngineName = "auto"
+    asr: AsrEngineName = "auto"
+    tts: TtsEngineName = "auto"
+    phrases: tuple[str, ...] = ()
+    scenario: Scenario | None = None
+    faults: Faults = field(default_factory=Faults)
+    client_secret_ttl_s: int = 600
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    audio_chunk_ms: int = 100
+
+    def __post_init__(self) -> None:
+        if self.session_limit_s <= 0:
+            raise ValueError(f"session_limit_s must be > 0, got {self.session_limit_s}")
+        if self.pace is not None and self.pace <= 0:
+            raise ValueError(f"pace must be > 0 (or None for no pacing), got {self.pace}")
+        if not 10 <= self.audio_chunk_ms <= 1000:
+            raise ValueError(f"audio_chunk_ms must be within 10..1000, got {self.audio_chunk_ms}")
+        if self.max_event_bytes < 1024:
+            raise ValueError(f"max_event_bytes must be >= 1024, got {self.max_event_bytes}")
+        if any(not key for key in self.keys):
+            raise ValueError("keys must not contain an empty string")
+
+    @property
+    def effective_faults(self) -> Faults:
+        """The instance's faults with the scenario's on top."""
+        return self.scenario.apply_faults(self.faults) if self.scenario is not None else self.faults
+
+    @property
+    def effective_session_limit_s(self) -> float:
+        if self.scenario is not None and self.scenario.session_limit_s is not None:
+            return self.scenario.session_limit_s
+        return self.session_limit_s
+
+    def accepts_deployment(self, name: str) -> bool:
+        return not self.deployments or name in self.deployments
+
+    def replace(self, **changes: Any) -> EmulatorConfig:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,227 @@
+"""Scenario files: scripted replies and faults for the emulator, in YAML or JSON.
+
+A scenario lists one turn per response, consumed in the order responses are created within a
+session (every session starts again at the first turn). When the turns run out the emulator goes
+on with the spoken echo, or cycles through the turns again with ``after: repeat``::
+
+    # support-bot.yaml
+    session_limit_s: 120            # optional: this scenario's maximum session duration
+    faults:                         # optional: any field of realtalk.emulator.faults.Faults
+      first_audio_delay_ms: 300
+    after: echo                     # echo (default) | repeat
+    turns:
+      - say: "Hello! How can I help you today?"
+      - say: "Let me look that up."  # a spoken preamble (output 0) ...
+        call:                        # ... then a function call (output 1); a list calls several
+          name: get_weather
+          arguments: {city: Oslo}    # an object, or a JSON string
+      - say: "It is seven degrees in Oslo."
+        delay_ms: 1500               # slow first audio for this turn only
+      - error: {code: server_error, message: "The server had an error.", type: server_error}
+      - say: "Goodbye!"
+        close: {code: 1000, reason: "bye"}   # close the socket after this response
+      - drop: true                   # abort the transport: no close frame
+
+``say``, ``call``, ``delay_ms`` and one of ``close``/``drop`` may be combined; ``error`` stands alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from realtalk.emulator.faults import Faults
+from realtalk.emulator.responder import (
+    Action,
+    CallFunction,
+    CloseSocket,
+    DropConnection,
+    EchoResponder,
+    Reply,
+    Responder,
+    Say,
+    SendError,
+    TurnContext,
+)
+
+__all__ = ["Scenario", "ScenarioError", "ScenarioResponder", "load_scenario", "parse_scenario"]
+
+_TURN_KEYS = frozenset({"say", "call", "error", "close", "drop", "delay_ms"})
+_TOP_KEYS = frozenset({"turns", "after", "faults", "session_limit_s"})
+
+
+class ScenarioError(ValueError):
+    """A scenario file is malformed; the message names the turn and the key at fault."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    turns: tuple[Reply, ...]
+    after: Literal["echo", "repeat"] = "echo"
+    faults: Mapping[str, Any] | None = None
+    session_limit_s: float | None = None
+
+    def apply_faults(self, base: Faults) -> Faults:
+        return Faults.from_mapping(dict(self.faults), base=base) if self.faults else base
+
+    def responder(self) -> Responder:
+        """A fresh responder for one session."""
+        return ScenarioResponder(self)
+
+
+class ScenarioResponder:
+    """Plays a scenario's turns in order, then falls back as the scenario's ``after`` says."""
+
+    def __init__(self, scenario: Scenario, fallback: Responder | None = None) -> None:
+        self._scenario = scenario
+        self._fallback = fallback or EchoResponder()
+        self._next_turn = 0
+
+    def needs_user_text(self, response_number: int) -> bool:
+        """Whether the next reply depends on what the user said (a scripted turn does not)."""
+        turns = self._scenario.turns
+        scripted = self._next_turn < len(turns) or (self._scenario.after == "repeat" and bool(turns))
+        if scripted:
+            return False
+        needs = getattr(self._fallback, "needs_user_text", None)
+        return True if needs is None else bool(needs(response_number))
+
+    def reply(self, turn: TurnContext) -> Reply:
+        turns = self._scenario.turns
+        if self._next_turn < len(turns):
+            reply = turns[self._next_turn]
+            self._next_turn += 1
+            return reply
+        if self._scenario.after == "repeat" and turns:
+            reply = turns[self._next_turn % len(turns)]
+            self._next_turn += 1
+            return reply
+        return self._fallback.reply(turn)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario from a ``.yaml``/``.yml``/``.json`` file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ScenarioError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from exc
+    try:
+        return parse_scenario(data)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: {exc}") from exc
+
+
+def parse_scenario(data: Any) -> Scenario:
+    """Build a scenario from decoded YAML/JSON (see the module docstring for the format)."""
+    if not isinstance(data, Mapping):
+        raise ScenarioError("a scenario must be a mapping with a 'turns' list")
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ScenarioError(f"unknown key(s) {', '.join(unknown)}; expected: {', '.join(sorted(_TOP_KEYS))}")
+    raw_turns = data.get("turns") or []
+    if not isinstance(raw_turns, list):
+        raise ScenarioError("'turns' must be a list")
+    turns = tuple(_parse_turn(i + 1, raw) for i, raw in enumerate(raw_turns))
+    after = data.get("after", "echo")
+    if after not in ("echo", "repeat"):
+        raise ScenarioError(f"'after' must be 'echo' or 'repeat', not {after!r}")
+    faults = data.get("faults")
+    if faults is not None:
+        if not isinstance(faults, Mapping):
+            raise ScenarioError("'faults' must be a mapping")
+        try:
+            Faults.from_mapping(dict(faults))
+        except (TypeError, ValueError) as exc:
+            raise ScenarioError(f"faults: {exc}") from exc
+    limit = data.get("session_limit_s")
+    if limit is not None and (not isinstance(limit, int | float) or limit <= 0):
+        raise ScenarioError(f"'session_limit_s' must be a positive number, not {limit!r}")
+    return Scenario(turns=turns, after=after, faults=dict(faults) if faults else None, session_limit_s=limit)
+
+
+def _parse_turn(number: int, raw: Any) -> Reply:
+    where = f"turn {number}"
+    if isinstance(raw, str):
+        return Reply((Say(raw),))
+    if not isinstance(raw, Mapping):
+        raise ScenarioError(f"{where}: expected a mapping or a text to say, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - _TURN_KEYS)
+    if unknown:
+        raise ScenarioError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; expected: {', '.join(sorted(_TURN_KEYS))}"
+        )
+    if "error" in raw and len(set(raw) - {"error"}) > 0:
+        raise ScenarioError(f"{where}: 'error' replaces the response and cannot be combined with other keys")
+    if "close" in raw and "drop" in raw:
+        raise ScenarioError(f"{where}: use either 'close' or 'drop', not both")
+    actions: list[Action] = []
+    if "say" in raw:
+        if not isinstance(raw["say"], str):
+            raise ScenarioError(f"{where}: 'say' must be a text")
+        actions.append(Say(raw["say"]))
+    if "call" in raw:
+        calls = raw["call"] if isinstance(raw["call"], list) else [raw["call"]]
+        actions.extend(_parse_call(where, call) for call in calls)
+    if "error" in raw:
+        actions.append(_parse_error(where, raw["error"]))
+    if "close" in raw:
+        actions.append(_parse_close(where, raw["close"]))
+    if raw.get("drop"):
+        actions.append(DropConnection())
+    delay = raw.get("delay_ms")
+    if delay is not None and (not isinstance(delay, int) or delay < 0):
+        raise ScenarioError(f"{where}: 'delay_ms' must be a non-negative integer")
+    if not actions:
+        raise ScenarioError(f"{where}: nothing to do; give 'say', 'call', 'error', 'close' or 'drop'")
+    return Reply(tuple(actions), first_audio_delay_ms=delay)
+
+
+def _parse_call(where: str, raw: Any) -> CallFunction:
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
+        raise ScenarioError(f"{where}: 'call' needs a 'name' (and optional 'arguments', 'call_id')")
+    arguments = raw.get("arguments", {})
+    if isinstance(arguments, str):
+        try:
+            json.loads(arguments)
+        except json.JSONDecodeError as exc:
+            raise ScenarioError(f"{where}: 'arguments' is a string but not JSON: {exc}") from exc
+        text = arguments
+    else:
+        text = json.dumps(arguments)
+    call_id = raw.get("call_id")
+    return CallFunction(raw["name"], text, str(call_id) if call_id is not None else None)
+
+
+def _parse_error(where: str, raw: Any) -> SendError:
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("message"), str):
+        raise ScenarioError(f"{where}: 'error' needs a 'message' (and optional 'code', 'type', 'param')")
+    return SendError(
+        code=str(raw.get("code", "server_error")),
+        message=raw["message"],
+        error_type=str(raw.get("type", "server_error")),
+        param=raw.get("param"),
+    )
+
+
+def _parse_close(where: str, raw: Any) -> CloseSocket:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = {"code": raw}
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("code", 1000), int):
+        raise ScenarioError(f"{where}: 'close' must be a close code or {{code, reason}}")
+    code = raw.get("code", 1000)
+    # RFC 6455 §7.4: the codes an endpoint may send (1005, 1006 and 1015 never go on the wire).
+    if not (code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013) or 3000 <= code <= 4999):
+        raise ScenarioError(f"{where}: close code {code} cannot be sent by a server")
+    return CloseSocket(code, str(raw.get("reason", "")))

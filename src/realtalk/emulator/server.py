@@ -1,0 +1,392 @@
+"""The emulator's ASGI application: the Realtime WebSocket, the REST endpoints, and the handshake.
+
+Routes (§1, §4.1 of the protocol notes):
+
+- ``GET /openai/v1/realtime?model=<deployment>`` (Azure GA) and ``/v1/realtime?model=`` (OpenAI
+  form): the Realtime WebSocket. Auth by an ``api-key`` header, an ``api-key`` query parameter or
+  ``Authorization: Bearer`` (a configured key, or an ``ek_`` key minted here). Refusals are HTTP
+  responses to the upgrade request (the ASGI "websocket.http.response" extension), with Azure's
+  JSON bodies: 401 for missing or bad credentials, 404 ``DeploymentNotFound``, and 400 for the
+  retired preview path ``/openai/realtime?api-version=...`` or an ``OpenAI-Beta`` header, naming the
+  GA path.
+- ``POST /openai/v1/realtime/client_secrets`` (and ``/v1/...``): mint an ephemeral key.
+- ``GET /healthz``.
+
+The WebSocket loop runs two tasks per connection: a reader that hands each frame to the
+:class:`RealtimeSession`, and a writer that drains its :class:`Outbox`. When either ends (the
+client left; the session closed or dropped the connection) the other is cancelled and the
+session's own tasks are stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from openai.types.realtime import RealtimeSessionCreateRequest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from realtalk.emulator import errors
+from realtalk.emulator.client_secrets import MAX_TTL_S, MIN_TTL_S, ClientSecrets, MintedSecret
+from realtalk.emulator.config import EmulatorConfig
+from realtalk.emulator.engines import Engines
+from realtalk.emulator.errors import RealtimeApiError
+from realtalk.emulator.events import new_id
+from realtalk.emulator.outbox import Close, Drop, Outbox
+from realtalk.emulator.responder import EchoResponder, Responder
+from realtalk.emulator.session import RealtimeSession
+from realtalk.emulator.session_config import apply_update, default_session
+from realtalk.emulator.stats import EmulatorStats, SessionRecord
+from realtalk.emulator.validation import check_value
+
+__all__ = ["EmulatorState", "build_app"]
+
+logger = logging.getLogger(__name__)
+
+_ABORT_KEY = "realtalk.emulator.abort"
+GA_PATH = "/openai/v1/realtime?model=<deployment>"
+
+# Azure's bodies for refused requests (§1.5; the 401 texts are Azure API Management's).
+_MISSING_KEY = (
+    "Access denied due to missing subscription key. Make sure to include subscription key when making "
+    "requests to an API."
+)
+_INVALID_KEY = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key "
+    "for an active subscription and use a correct regional API endpoint for your resource."
+)
+_EXPIRED_TOKEN = (
+    "Unauthorized. Access token is missing, invalid, audience is incorrect "
+    "(https://cognitiveservices.azure.com), or have expired."
+)
+_DEPLOYMENT_NOT_FOUND = (
+    "The API deployment for this resource does not exist. If you created the deployment within the last "
+    "5 minutes, please wait a moment and try again."
+)
+
+
+@dataclass
+class EmulatorState:
+    """What the app of one emulator instance shares between its connections (read-mostly)."""
+
+    config: EmulatorConfig
+    engines: Engines
+    stats: EmulatorStats
+    secrets: ClientSecrets
+    responder_factory: Callable[[], Responder]
+
+
+def _azure_error(status: int, code: str, message: str) -> JSONResponse:
+    headers = {"apim-request-id": str(uuid.uuid4()), "x-ms-region": "local-emulator"}
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _openai_error(status: int, error: RealtimeApiError) -> JSONResponse:
+    body = {
+        "error": {
+            "message": error.message,
+            "type": error.error_type,
+            "param": error.param,
+            "code": error.code,
+        }
+    }
+    return JSONResponse(body, status_code=status)
+
+
+Credential = tuple[str, Literal["api-key", "bearer", "query"]]
+
+
+def _credential(headers: Any, query: Any) -> Credential | None:
+    if headers.get("api-key"):
+        return headers["api-key"], "api-key"
+    authorization = headers.get("authorization", "")
+    if authorization[:7].lower() == "bearer " and authorization[7:].strip():
+        return authorization[7:].strip(), "bearer"
+    if query.get("api-key"):
+        return query["api-key"], "query"
+    return None
+
+
+def _authenticate(
+    state: EmulatorState, headers: Any, query: Any, *, allow_ephemeral: bool
+) -> tuple[str, MintedSecret | None] | JSONResponse:
+    """(credential kind, minted secret if ``ek_``) or the 401 to send."""
+    found = _credential(headers, query)
+    if found is None:
+        return _azure_error(401, "401", _MISSING_KEY)
+    value, kind = found
+    if value.startswith("ek_"):
+        minted = state.secrets.lookup(value) if allow_ephemeral else None
+        return ("ephemeral", minted) if minted is not None else _azure_error(401, "401", _INVALID_KEY)
+    if state.config.keys and value not in state.config.keys:
+        return _azure_error(401, "401", _INVALID_KEY)
+    return kind, None
+
+
+# --- the WebSocket -------------------------------------------------------------------------------
+
+
+async def _realtime(websocket: WebSocket) -> None:
+    state: EmulatorState = websocket.app.state.emulator
+    connection_number = state.stats.handshake()
+    refusal = _refuse_handshake(state, websocket, connection_number)
+    if isinstance(refusal, JSONResponse):
+        state.stats.reject(refusal.status_code)
+        await websocket.send_denial_response(refusal)
+        return
+    kind, minted, model = refusal
+    await websocket.accept()
+    record = state.stats.open_session(SessionRecord(new_id("sess"), model, kind))
+    outbox = Outbox()
+    session = RealtimeSession(
+        model=model,
+        config=state.config,
+        engines=state.engines,
+        responder=state.responder_factory(),
+        outbox=outbox,
+        record=record,
+        notify=state.stats.notify,
+        initial_update=minted.session_update if minted is not None else None,
+    )
+    try:
+        await _pump(websocket, session, outbox, record)
+    finally:
+        record.closed = True
+        state.stats.notify()
+
+
+def _refuse_handshake(
+    state: EmulatorState, websocket: WebSocket, connection_number: int
+) -> tuple[str, MintedSecret | None, str] | JSONResponse:
+    if websocket.headers.get("openai-beta"):
+        return _azure_error(
+            400,
+            "beta_api_shape_disabled",
+            f"The Realtime Beta API is no longer supported (OpenAI-Beta header). Use the GA API: {GA_PATH}.",
+        )
+    if state.config.effective_faults.rejects(connection_number):
+        return _azure_error(401, "401", _EXPIRED_TOKEN)
+    auth = _authenticate(state, websocket.headers, websocket.query_params, allow_ephemeral=True)
+    if isinstance(auth, JSONResponse):
+        return auth
+    kind, minted = auth
+    if websocket.query_params.get("call_id"):
+        return _azure_error(
+            400,
+            "BadRequest",
+            "The emulator serves WebSocket sessions only; attaching to a WebRTC or SIP call "
+            f"(call_id=) is not supported. Connect with {GA_PATH}.",
+        )
+    model = websocket.query_params.get("model") or (minted.model if minted is not None else "")
+    if not model:
+        return _azure_error(
+            400, "BadRequest", f"Missing required query parameter 'model'. Connect with {GA_PATH}."
+        )
+    if not state.config.accepts_deployment(model):
+        return _azure_error(404, "DeploymentNotFound", _DEPLOYMENT_NOT_FOUND)
+    return kind, minted, model
+
+
+async def _preview(websocket: WebSocket) -> None:
+    state: EmulatorState = websocket.app.state.emulator
+    state.stats.handshake()
+    state.stats.reject(400)
+    await websocket.send_denial_response(
+        _azure_error(
+            400,
+            "beta_api_shape_disabled",
+            "The preview Realtime API (/openai/realtime?api-version=...&deployment=...) is not supported. "
+            f"Use the GA path {GA_PATH}, without api-version.",
+        )
+    )
+
+
+async def _pump(
+    websocket: WebSocket, session: RealtimeSession, outbox: Outbox, record: SessionRecord
+) -> None:
+    writer = asyncio.create_task(_write(websocket, outbox, record))
+    reader: asyncio.Task[None] | None = None
+    try:
+        await session.start()
+        reader = asyncio.create_task(_read(websocket, session, record))
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        tasks = [t for t in (reader, writer) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await session.aclose()
+
+
+async def _read(websocket: WebSocket, session: RealtimeSession, record: SessionRecord) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            if record.close_code is None:
+                record.close_code = message.get("code")
+                record.close_reason = message.get("reason") or ""
+            return
+        if message.get("text") is not None:
+            await session.receive(message["text"])
+        elif message.get("bytes") is not None:
+            await session.receive_bytes()
+
+
+async def _write(websocket: WebSocket, outbox: Outbox, record: SessionRecord) -> None:
+    try:
+        while True:
+            message = await outbox.get()
+            if isinstance(message, Close):
+                record.close_code, record.close_reason = message.code, message.reason
+                await websocket.close(message.code, message.reason)
+                return
+            if isinstance(message, Drop):
+                record.dropped = True
+                _abort(websocket)
+                return
+            await websocket.send_text(json.dumps(message, separators=(",", ":")))
+            record.server_events.append(message["type"])
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return  # the client went away while we were sending: nothing more to do
+
+
+def _abort(websocket: WebSocket) -> None:
+    abort = websocket.scope.get(_ABORT_KEY)
+    if callable(abort):
+        abort()
+
+
+class _TransportAccess:
+    """Outermost ASGI layer: lets a connection be aborted without a close frame (the drop fault).
+
+    ASGI has no "abort" message, so this reaches the server's transport through the ``receive``
+    callable uvicorn passes (a bound method of its protocol object). Without it the drop degrades
+    to nothing (the writer returns and the app ends the connection normally).
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            protocol = getattr(receive, "__self__", None)
+            transport = getattr(protocol, "transport", None)
+            if transport is not None and hasattr(transport, "abort"):
+                scope = {**scope, _ABORT_KEY: transport.abort}
+        await self.app(scope, receive, send)
+
+
+# --- REST ----------------------------------------------------------------------------------------
+
+
+async def _client_secrets(request: Request) -> Response:
+    state: EmulatorState = request.app.state.emulator
+    auth = _authenticate(state, request.headers, request.query_params, allow_ephemeral=False)
+    if isinstance(auth, JSONResponse):
+        return auth
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return _openai_error(400, errors.invalid_json(str(exc)))
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        return _openai_error(400, errors.not_an_object())
+    try:
+        ttl_s, model, update = _check_mint_request(state, body)
+        session = apply_update(default_session(new_id("sess"), model, 0), update, audio_produced=False)
+    except RealtimeApiError as exc:
+        return _openai_error(400, exc)
+    if not state.config.accepts_deployment(model):
+        return _azure_error(404, "DeploymentNotFound", _DEPLOYMENT_NOT_FOUND)
+    secret = state.secrets.mint(ttl_s=ttl_s, model=model, session_update=update)
+    state.stats.client_secrets_minted += 1
+    state.stats.notify()
+    return JSONResponse({"value": secret.value, "expires_at": secret.expires_at, "session": session})
+
+
+def _check_mint_request(state: EmulatorState, body: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
+    for key in body:
+        if key not in ("expires_after", "session"):
+            raise errors.unknown_parameter(key)
+    ttl_s = state.config.client_secret_ttl_s
+    expires_after = body.get("expires_after")
+    if expires_after is not None:
+        if not isinstance(expires_after, dict):
+            raise errors.invalid_type("expires_after", "an object", "another type")
+        for key in expires_after:
+            if key not in ("anchor", "seconds"):
+                raise errors.unknown_parameter(f"expires_after.{key}")
+        if expires_after.get("anchor", "created_at") != "created_at":
+            raise errors.invalid_value("expires_after.anchor", expires_after["anchor"], ("created_at",))
+        seconds = expires_after.get("seconds", ttl_s)
+        if not isinstance(seconds, int) or isinstance(seconds, bool):
+            raise errors.invalid_type("expires_after.seconds", "an integer", "another type")
+        if seconds < MIN_TTL_S:
+            raise errors.below_min_value("expires_after.seconds", MIN_TTL_S, seconds, integer=True)
+        if seconds > MAX_TTL_S:
+            raise errors.above_max_value("expires_after.seconds", MAX_TTL_S, seconds, integer=True)
+        ttl_s = seconds
+    session = body.get("session") or {"type": "realtime"}
+    if not isinstance(session, dict):
+        raise errors.invalid_type("session", "an object", "another type")
+    if "type" not in session:
+        raise errors.missing_required_parameter("session.type")
+    check_value(session, RealtimeSessionCreateRequest, "session")
+    default_model = state.config.deployments[0] if state.config.deployments else "gpt-realtime-1.5"
+    model = str(session.get("model") or default_model)
+    update = {k: v for k, v in session.items() if k != "model"}
+    return ttl_s, model, update
+
+
+async def _healthz(request: Request) -> Response:
+    state: EmulatorState = request.app.state.emulator
+    return JSONResponse(
+        {
+            "status": "ok",
+            "active_sessions": state.stats.active_sessions,
+            "sessions": state.stats.connections_accepted,
+            "deployments": list(state.config.deployments),
+        }
+    )
+
+
+def build_app(
+    config: EmulatorConfig,
+    engines: Engines,
+    *,
+    stats: EmulatorStats | None = None,
+    responder_factory: Callable[[], Responder] | None = None,
+) -> _TransportAccess:
+    """The ASGI app of one emulator instance."""
+    if responder_factory is None:
+        scenario = config.scenario
+        responder_factory = scenario.responder if scenario is not None else EchoResponder
+    app = Starlette(
+        routes=[
+            WebSocketRoute("/openai/v1/realtime", _realtime),
+            WebSocketRoute("/v1/realtime", _realtime),
+            WebSocketRoute("/openai/realtime", _preview),
+            Route("/openai/v1/realtime/client_secrets", _client_secrets, methods=["POST"]),
+            Route("/v1/realtime/client_secrets", _client_secrets, methods=["POST"]),
+            Route("/healthz", _healthz, methods=["GET"]),
+        ]
+    )
+    app.state.emulator = EmulatorState(
+        config=config,
+        engines=engines,
+        stats=stats or EmulatorStats(),
+        secrets=ClientSecrets(),
+        responder_factory=responder_factory,
+    )
+    return _TransportAccess(app)
