@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import contextlib
 import functools
 import importlib.util
 import io
@@ -279,6 +280,9 @@ class ProcessRecognizer:
         import pocketsphinx  # noqa: F401 - fail here, at startup, when it is missing
 
         self._phrases = tuple(phrases)
+        # Start the worker and load the model now, in the background: the first user turn should
+        # not pay for a process start and a model load (about 2 s).
+        _worker_pool().submit(_warm_up_worker, self._phrases)
 
     def transcribe(
         self, pcm: bytes, sample_rate_hz: int = WIRE_SAMPLE_RATE_HZ, hints: Sequence[str] = ()
@@ -306,6 +310,14 @@ def _worker_pool() -> concurrent.futures.ProcessPoolExecutor:
             # Shut the workers down before interpreter teardown, not from a garbage-collector callback.
             atexit.register(_POOL.shutdown, wait=True, cancel_futures=True)
         return _POOL
+
+
+def _warm_up_worker(phrases: tuple[str, ...]) -> None:
+    recognizer = _WORKER_RECOGNIZERS.get(phrases)
+    if recognizer is None:
+        recognizer = _WORKER_RECOGNIZERS[phrases] = SphinxRecognizer(phrases)
+    with contextlib.suppress(TranscriptionUnavailable):
+        recognizer.transcribe(bytes(4800))  # 100 ms of silence loads the general model too
 
 
 def _transcribe_in_worker(
