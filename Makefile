@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/realtalk emulate
+	$(BIN)/realtalk serve
 
 # Under CI the system packages the tests need are installed first (skips are failures there).
 system-deps:

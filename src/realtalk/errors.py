@@ -65,7 +65,7 @@ class ServerError(RealtalkError):
         message: str,
         *,
         code: str | None = None,
-        type: str | None = None,  # noqa: A002 - mirrors the wire field name
+        type: str | None = None,
         param: str | None = None,
         event_id: str | None = None,
     ) -> None:

@@ -37,6 +37,9 @@ LOCAL_PLACEHOLDER_KEY = "realtalk-local"
 
 _EXAMPLES = {
     "REALTALK_PRICES": '{"audio_out": "60", "audio_in": "30"}',
+    "REALTALK_GATEWAY_ORIGINS": "https://voice.example.com,http://localhost:5173",
+    "REALTALK_GATEWAY_BUDGET_USD": "1.00",
+    "REALTALK_GATEWAY_PORT": "8000",
     "REALTALK_CONNECT_TIMEOUT_S": "10",
     "REALTALK_LOG_LEVEL": "INFO",
 }
@@ -75,6 +78,47 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=600, validation_alias="REALTALK_CONNECT_TIMEOUT_S"
     )
 
+    # `realtalk serve` (the gateway); docs/gateway.md explains each one.
+    gateway_host: str = Field(default="127.0.0.1", validation_alias="REALTALK_GATEWAY_HOST")
+    gateway_port: int = Field(default=8000, ge=0, le=65535, validation_alias="REALTALK_GATEWAY_PORT")
+    gateway_profile: Path | None = Field(default=None, validation_alias="REALTALK_GATEWAY_PROFILE")
+    gateway_tokens: SecretStr | None = Field(default=None, validation_alias="REALTALK_GATEWAY_TOKENS")
+    gateway_secret: SecretStr | None = Field(default=None, validation_alias="REALTALK_GATEWAY_SECRET")
+    gateway_token_ttl_s: int = Field(
+        default=900, ge=30, le=86_400, validation_alias="REALTALK_GATEWAY_TOKEN_TTL_S"
+    )
+    gateway_trust_principal_header: bool = Field(
+        default=False, validation_alias="REALTALK_GATEWAY_TRUST_PRINCIPAL_HEADER"
+    )
+    gateway_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias="REALTALK_GATEWAY_ORIGINS"
+    )
+    gateway_max_sessions: int = Field(default=50, ge=1, validation_alias="REALTALK_GATEWAY_MAX_SESSIONS")
+    gateway_max_sessions_per_user: int = Field(
+        default=3, ge=1, validation_alias="REALTALK_GATEWAY_MAX_SESSIONS_PER_USER"
+    )
+    gateway_max_session_s: float = Field(
+        default=1800.0, gt=0, validation_alias="REALTALK_GATEWAY_MAX_SESSION_S"
+    )
+    gateway_idle_timeout_s: float = Field(
+        default=120.0, gt=0, validation_alias="REALTALK_GATEWAY_IDLE_TIMEOUT_S"
+    )
+    gateway_max_message_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        validation_alias="REALTALK_GATEWAY_MAX_MESSAGE_BYTES",
+    )
+    gateway_max_events_per_s: float = Field(
+        default=100.0, gt=0, validation_alias="REALTALK_GATEWAY_MAX_EVENTS_PER_S"
+    )
+    gateway_event_burst: int = Field(default=200, ge=1, validation_alias="REALTALK_GATEWAY_EVENT_BURST")
+    gateway_budget_usd: Decimal = Field(
+        default=Decimal("1.00"), ge=0, validation_alias="REALTALK_GATEWAY_BUDGET_USD"
+    )
+    gateway_drain_s: float = Field(default=20.0, ge=0, validation_alias="REALTALK_GATEWAY_DRAIN_S")
+    gateway_ready_cache_s: float = Field(default=5.0, ge=0, validation_alias="REALTALK_GATEWAY_READY_CACHE_S")
+
     @field_validator("*", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
@@ -107,6 +151,24 @@ class Settings(BaseSettings):
         for name, price in value.items():
             if price < 0 or not price.is_finite():
                 raise ValueError(f"the price of '{name}' must be a non-negative number")
+        return value
+
+    @field_validator("gateway_origins", mode="before")
+    @classmethod
+    def _origins_from_list(cls, value: Any) -> Any:
+        # Comma-separated in the environment: "https://app.example.com, http://localhost:5173".
+        if isinstance(value, str):
+            return tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())
+        return value
+
+    @field_validator("gateway_origins")
+    @classmethod
+    def _origins_are_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an origin; write scheme://host[:port]")
+            if origin == "*":
+                raise ValueError("'*' would let any web site use the gateway; list the allowed origins")
         return value
 
     @field_validator("log_level", mode="before")

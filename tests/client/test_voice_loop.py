@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from realtalk.audio.duplex import VirtualDuplex
-from realtalk.audio.echo import EchoGate
+from realtalk.audio.echo import EchoGate, EchoProcessor
 from realtalk.audio.pcm import read_wav, silence
 from realtalk.audio.playback import PlaybackBuffer
 from realtalk.audio.sources import AudioSource, MemorySink, MemorySource, SilenceSource
@@ -265,12 +265,14 @@ class LoopbackSink(MemorySink):
         self.source.last_played = pcm
 
 
-async def _reply_with_echo(echo_gate: EchoGate | None) -> ResponseFinished:
+async def _reply_with_echo(
+    echo_gate: EchoGate | None, echo_canceller: EchoProcessor | None = None
+) -> ResponseFinished:
     async with rig(replies=[{"say": LONG_REPLY}]) as r:
         source = LoopbackSource(gain_db=-6.0)
         playback = PlaybackBuffer()
         device = VirtualDuplex(source, LoopbackSink(source), playback, block_samples=BLOCK)
-        loop = VoiceLoop(r.session, device, playback, echo_gate=echo_gate)
+        loop = VoiceLoop(r.session, device, playback, echo_gate=echo_gate, echo_canceller=echo_canceller)
         driver = PacedDriver(device, speed=SPEED)
         loop.start()
         driver.start()

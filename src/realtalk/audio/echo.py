@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from realtalk.audio.pcm import BYTES_PER_SAMPLE, SILENCE_DBFS, WIRE_SAMPLE_RATE_HZ, rms_dbfs
 
@@ -52,6 +53,14 @@ class GateDecision:
     @property
     def passed(self) -> bool:
         return self.state is not GateState.ECHO
+
+
+class EchoProcessor(Protocol):
+    """Cleans the microphone of the agent's echo, block by block (e.g. ``aec.EchoCanceller``)."""
+
+    def process(self, mic_pcm: bytes, played_pcm: bytes) -> bytes:
+        """Return exactly ``len(mic_pcm)`` bytes; ``played_pcm`` is the same period's speaker output."""
+        ...
 
 
 class EchoGate:

@@ -12,6 +12,7 @@ from realtalk import __version__
 from realtalk.cli.devices import devices
 from realtalk.cli.doctor import doctor
 from realtalk.cli.emulate import emulate
+from realtalk.cli.serve import serve
 from realtalk.cli.talk import talk
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ def _root(
 
 
 app.command(name="talk")(talk)
+app.command(name="serve")(serve)
 app.command(name="doctor")(doctor)
 app.command(name="emulate")(emulate)
 app.command(name="devices")(devices)

@@ -32,7 +32,7 @@ from rich.logging import RichHandler
 
 from realtalk.audio.devices import SoundDeviceDuplex
 from realtalk.audio.duplex import DuplexDevice, VirtualDuplex
-from realtalk.audio.echo import EchoGate
+from realtalk.audio.echo import EchoGate, EchoProcessor
 from realtalk.audio.playback import PlaybackBuffer
 from realtalk.audio.sources import AudioSource, SilenceSource, StereoRecorder, WavSink, WavSource
 from realtalk.cli.eventlog import EventLog
@@ -94,6 +94,7 @@ class TalkOptions:
     input_wav: Path | None = None
     output_wav: Path | None = None
     headphones: bool = False
+    aec: bool = False
     record: Path | None = None
     events: Path | None = None
     duration_s: float | None = None
@@ -302,6 +303,15 @@ def talk(
             "agent speaks (unless you are louder than its echo). WAV files have no echo: no gate.",
         ),
     ] = False,
+    aec: Annotated[
+        bool,
+        typer.Option(
+            "--aec",
+            help="Cancel the agent's echo with WebRTC's acoustic echo canceller (AEC3) instead of "
+            "the echo gate, so you can interrupt at normal loudness on laptop speakers. Needs the "
+            "'aec' extra: pip install 'realtalk[aec]'.",
+        ),
+    ] = False,
     record: Annotated[
         Path | None,
         typer.Option(
@@ -376,6 +386,7 @@ def talk(
         input_wav=input_wav,
         output_wav=output_wav,
         headphones=headphones,
+        aec=aec,
         record=record,
         events=events,
         duration_s=duration,
@@ -412,6 +423,7 @@ class _Audio:
     sink: WavSink | None
     echo_gate: EchoGate | None
     recorder: StereoRecorder | None
+    echo_canceller: EchoProcessor | None = None
 
 
 async def converse(options: TalkOptions, settings: Settings, console: Console, errors: Console) -> int:
@@ -457,6 +469,7 @@ async def converse(options: TalkOptions, settings: Settings, console: Console, e
                 audio.device,
                 audio.playback,
                 echo_gate=audio.echo_gate,
+                echo_canceller=audio.echo_canceller,
                 recorder=audio.recorder,
                 push_to_talk=options.push_to_talk,
             )
@@ -618,8 +631,17 @@ def _open_audio(options: TalkOptions, stack: AsyncExitStack) -> _Audio:
     sound_card = SoundDeviceDuplex(
         playback, input_device=options.input_device, output_device=options.output_device
     )
-    gate = None if options.headphones else EchoGate()
-    return _Audio(playback, sound_card, None, None, gate, recorder)
+    if options.headphones:
+        return _Audio(playback, sound_card, None, None, None, recorder)
+    if options.aec:
+        return _Audio(playback, sound_card, None, None, None, recorder, _echo_canceller())
+    return _Audio(playback, sound_card, None, None, EchoGate(), recorder)
+
+
+def _echo_canceller() -> EchoProcessor:
+    from realtalk.audio.aec import EchoCanceller  # optional dependency: imported only for --aec
+
+    return EchoCanceller()
 
 
 async def _open_target(

@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from realtalk.audio.duplex import DuplexBlock, DuplexDevice, VirtualDuplex
-from realtalk.audio.echo import EchoGate
+from realtalk.audio.echo import EchoGate, EchoProcessor
 from realtalk.audio.pcm import SILENCE_DBFS, rms_dbfs
 from realtalk.audio.playback import PlaybackBuffer
 from realtalk.audio.sources import StereoRecorder
@@ -64,6 +64,7 @@ class VoiceLoop:
         device: a ``DuplexDevice`` (``SoundDeviceDuplex`` or a driven ``VirtualDuplex``).
         playback: the buffer the device reads from; this loop writes reply audio into it.
         echo_gate: mutes the microphone while it probably hears the agent (``None``: headphones).
+        echo_canceller: removes the agent's echo from the microphone first (``--aec``).
         recorder: receives every block (user left, agent right).
         push_to_talk: send microphone audio only between ``ptt_press()`` and ``ptt_release()``.
     """
@@ -75,6 +76,7 @@ class VoiceLoop:
         playback: PlaybackBuffer,
         *,
         echo_gate: EchoGate | None = None,
+        echo_canceller: EchoProcessor | None = None,
         recorder: StereoRecorder | None = None,
         push_to_talk: bool = False,
     ) -> None:
@@ -82,6 +84,7 @@ class VoiceLoop:
         self.device = device
         self.playback = playback
         self.echo_gate = echo_gate
+        self.echo_canceller = echo_canceller
         self.recorder = recorder
         self.push_to_talk = push_to_talk
         self.stats = VoiceStats()
@@ -168,6 +171,8 @@ class VoiceLoop:
         if not mic:
             return
         self.stats.mic_level_dbfs = rms_dbfs(mic)
+        if self.echo_canceller is not None:
+            mic = self.echo_canceller.process(mic, block.played.pcm)
         if self.echo_gate is not None:
             mic = self.echo_gate.process(mic, block.played.pcm)
             if not self.echo_gate.is_open:

@@ -171,6 +171,9 @@ class Emulator:
             app,
             lifespan="off",
             ws=_WebSocketProtocol,
+            # Audio is base64 PCM: deflate costs CPU and latency on every frame for little gain,
+            # and SDK clients offer it by default (websockets' compression="deflate").
+            ws_per_message_deflate=False,
             ws_max_size=self.config.max_event_bytes + _FRAME_SLACK_BYTES,
             ws_ping_interval=None,
             log_config=None,  # a library must not reconfigure the process's logging

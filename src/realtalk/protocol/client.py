@@ -98,8 +98,13 @@ class ClientProtocol:
         prices: Prices | None = None,
         include_raw_events: bool = False,
         max_items: int = 1000,
+        latency_window_chunks: int = 4096,
     ) -> None:
-        """Create the protocol; with a ``profile``, ``session.update`` is sent on ``session.created``."""
+        """Create the protocol; with a ``profile``, ``session.update`` is sent on ``session.created``.
+
+        ``latency_window_chunks`` bounds how many recent input chunks are kept to map the server's
+        ``speech_stopped.audio_end_ms`` to the client clock (a relay serving many sessions keeps fewer).
+        """
         self.conversation = Conversation(max_items=max_items)
         """The conversation as received so far (read it; do not feed it directly)."""
         self.costs = CostTracker(prices or prices_for("gpt-realtime-1.5"))
@@ -127,7 +132,7 @@ class ClientProtocol:
         self._flush_pending: set[str] = set()
         self._silenced: OrderedDict[str, None] = OrderedDict()
         # Latency: when each input sample was sent, and the user's turn end on the client clock.
-        self._latency = TurnLatency()
+        self._latency = TurnLatency(max_chunks=latency_window_chunks)
         # History to replay into a new server session after a reconnect (see carry_over).
         self._replay: list[TranscriptLine] = []
 
@@ -397,6 +402,38 @@ class ClientProtocol:
             logger.warning("%s", exc)
             self._events.append(ProtocolViolation(exc))
             return
+        self._receive(event, now_s)
+
+    def receive_event(self, data: Mapping[str, Any], now_s: float) -> None:
+        """Feed one server frame that the caller already decoded with ``json.loads`` (a relay that
+        inspects frames itself parses them once). Never raises for bad frames."""
+        try:
+            event = wire.parse_server_data(data)
+        except RemoteProtocolError as exc:
+            logger.warning("%s", exc)
+            self._events.append(ProtocolViolation(exc))
+            return
+        self._receive(event, now_s)
+
+    def receive_audio_delta(self, item_id: str, response_id: str, audio_bytes: int, now_s: float) -> bool:
+        """Count a ``response.output_audio.delta`` of ``audio_bytes`` decoded bytes, without its audio.
+
+        For relays that forward audio frames untouched: the conversation, the truncation bounds and
+        the latency timeline are updated exactly as ``receive_message`` would, but nothing is decoded
+        and no ``AudioChunk`` is emitted. Returns whether the audio should be heard: ``False`` for
+        audio of a response silenced by a barge-in, or of an item flushed or cut.
+        """
+        samples = audio_bytes // self._output_format.bytes_per_sample
+        return self._count_audio(item_id, response_id, samples, now_s)
+
+    def audio_appended(self, audio_bytes: int, now_s: float) -> None:
+        """Record that ``audio_bytes`` of input audio (session input format) went to the server at
+        ``now_s``, for a relay that forwards ``input_audio_buffer.append`` frames itself (the
+        latency timeline maps the server's ``audio_end_ms`` back to this clock)."""
+        spec = self._input_format
+        self._latency.audio_sent(audio_bytes // spec.bytes_per_sample, spec.sample_rate_hz, now_s)
+
+    def _receive(self, event: ServerEvent | UnknownServerEvent, now_s: float) -> None:
         if self._include_raw:
             self._events.append(RawServerEvent(event))
         version = self.conversation.transcript_version
@@ -496,14 +533,20 @@ class ClientProtocol:
             ) from None
         spec: AudioFormatSpec = self._output_format
         samples = len(audio) // spec.bytes_per_sample
+        if self._count_audio(event.item_id, event.response_id, samples, now_s):
+            self._events.append(
+                AudioChunk(event.item_id, event.response_id, audio, samples, spec.sample_rate_hz)
+            )
+
+    def _count_audio(self, item_id: str, response_id: str, samples: int, now_s: float) -> bool:
         self.conversation.audio_received(
-            event.item_id, samples, sample_rate_hz=spec.sample_rate_hz, response_id=event.response_id
+            item_id, samples, sample_rate_hz=self._output_format.sample_rate_hz, response_id=response_id
         )
-        self._latency.audio_received(event.response_id, now_s)
-        item = self.conversation.item(event.item_id)
-        if event.response_id in self._silenced or event.item_id in self._flush_pending or (item and item.cut):
-            return
-        self._events.append(AudioChunk(event.item_id, event.response_id, audio, samples, spec.sample_rate_hz))
+        self._latency.audio_received(response_id, now_s)
+        if response_id in self._silenced or item_id in self._flush_pending:
+            return False
+        item = self.conversation.item(item_id)
+        return not (item is not None and item.cut)
 
     def _on_response_created(self, event: ResponseCreatedEvent) -> None:
         response_id = event.response.id

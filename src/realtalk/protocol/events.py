@@ -44,6 +44,7 @@ __all__ = [
     "input_audio_buffer_append",
     "input_audio_buffer_clear",
     "input_audio_buffer_commit",
+    "parse_server_data",
     "parse_server_event",
     "response_cancel",
     "response_create",
@@ -102,6 +103,14 @@ def parse_server_event(text: str | bytes) -> ServerEvent | UnknownServerEvent:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RemoteProtocolError(f"server sent a frame that is not JSON: {exc}") from None
+    return parse_server_data(data)
+
+
+def parse_server_data(data: object) -> ServerEvent | UnknownServerEvent:
+    """Like :func:`parse_server_event`, for a frame the caller already decoded with ``json.loads``.
+
+    For relays that look at the decoded frame themselves: the JSON text is parsed once.
+    """
     if not isinstance(data, dict):
         raise RemoteProtocolError(f"server sent JSON that is not an object: {type(data).__name__}")
     event_type = data.get("type")

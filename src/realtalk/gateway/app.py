@@ -1,0 +1,78 @@
+"""``create_app(settings)``: the gateway as a FastAPI app with a lifespan.
+
+The lifespan opens the upstream: the configured Azure (or OpenAI) endpoint with the server's
+credential, or, with no ``AZURE_OPENAI_ENDPOINT``, the emulator started in-process (the embedded
+default). Everything else is checked when the app is created, so ``realtalk serve`` fails before
+it listens when a setting, the profile or the exposure rule is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+from realtalk.emulator import Engines
+from realtalk.gateway.config import GatewayConfig
+from realtalk.gateway.routes import ops, realtime, tokens, ui
+from realtalk.gateway.state import GatewayState
+from realtalk.gateway.upstream import start_upstream
+from realtalk.settings import Settings
+
+__all__ = ["STATIC_DIR", "create_app"]
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+logger = logging.getLogger("realtalk.gateway")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    static_dir: Path | None = None,
+    emulator_engines: Engines | None = None,
+) -> FastAPI:
+    """The gateway app for ``settings``.
+
+    ``static_dir`` replaces the browser UI's folder (tests); ``emulator_engines`` replaces the
+    embedded emulator's speech engines (tests pass light fakes).
+
+    Raises:
+        ConfigError: a setting, the profile file, or the exposure rule (no client authentication
+            on a non-loopback address) is wrong.
+    """
+    config = GatewayConfig.from_settings(settings)
+    state = GatewayState(config, static_dir or STATIC_DIR)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            state.set_upstream(await start_upstream(settings, stack, engines=emulator_engines))
+            if not config.auth_configured:
+                logger.warning(
+                    "no client authentication configured: anyone who can reach %s may use the gateway "
+                    "(allowed on a loopback address only; see REALTALK_GATEWAY_TOKENS)",
+                    config.host,
+                )
+            yield
+            # The runner drains before the server stops; this covers servers that do not.
+            await state.drain(0)
+
+    app = FastAPI(
+        title="realtalk gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.gateway = state
+    app.include_router(realtime.router)
+    app.include_router(ops.router)
+    app.include_router(tokens.router)
+    app.include_router(ui.router)
+    app.mount("/static", StaticFiles(directory=state.static_dir, check_dir=False), name="static")
+    return app

@@ -1,0 +1,233 @@
+"""Who may use the gateway: client tokens, where they are carried, and the Origin allowlist.
+
+Pure: the caller passes headers, cookies, offered subprotocols and the time; nothing here does I/O.
+
+Credentials a client may present (checked before anything is opened upstream, issue 5 item 4):
+
+* ``Authorization: Bearer <token>``: SDK and server-side clients.
+* The WebSocket subprotocol ``openai-insecure-api-key.<token>``: browsers cannot set headers on a
+  WebSocket; this is OpenAI's own convention. The gateway answers with another offered
+  subprotocol (``realtime``), never the one carrying the token.
+* The ``realtalk_session`` cookie (HttpOnly, SameSite=Strict) that ``POST /api/session`` sets.
+* With ``trust_principal_header``, the ``X-MS-CLIENT-PRINCIPAL-NAME``/``-ID`` headers that Azure
+  Container Apps authentication (Entra ID) adds after signing the user in. Only safe when that
+  front end is the sole way in: it strips those headers from incoming requests.
+
+Tokens are a static list (compared in constant time; the user is ``token:<hash prefix>``) or
+short-lived signed tokens ``rt1.<payload>.<signature>``: payload = base64url JSON
+``{"sub": <user>, "exp": <unix s>}``, signature = base64url HMAC-SHA256 of ``rt1.<payload>`` with
+the gateway secret. Anyone holding the secret (a backend) can mint them too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+from urllib.parse import urlsplit
+
+__all__ = [
+    "COOKIE_NAME",
+    "SUBPROTOCOL_PREFIX",
+    "AuthFailure",
+    "Authenticator",
+    "Principal",
+    "origin_allowed",
+    "pick_subprotocol",
+]
+
+COOKIE_NAME: Final = "realtalk_session"
+SUBPROTOCOL_PREFIX: Final = "openai-insecure-api-key."
+_TOKEN_PREFIX: Final = "rt1"
+_PRINCIPAL_HEADERS: Final = ("x-ms-client-principal-name", "x-ms-client-principal-id")
+_SUBJECT: Final = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+
+Method = Literal["open", "static", "signed", "principal"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated client: who (for per-user limits and logs) and how."""
+
+    subject: str
+    method: Method
+    expires_at_s: int | None = None
+
+
+@dataclass(frozen=True)
+class AuthFailure:
+    """Why a request is refused (safe to show: it never contains the token)."""
+
+    reason: str
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Authenticator:
+    """Verifies and mints client tokens for one gateway.
+
+    Args:
+        static_tokens: accepted long-lived tokens (``REALTALK_GATEWAY_TOKENS``).
+        secret: the HMAC key for signed tokens (``REALTALK_GATEWAY_SECRET``, or a random per-process
+            key when unset: then signed tokens and cookies die with the process).
+        signed_tokens_configured: whether ``secret`` was configured (signed tokens from elsewhere
+            can exist) rather than generated.
+        trust_principal_header: accept Azure Container Apps authentication's principal headers.
+        token_ttl_s: the lifetime of minted tokens (the most a mint request may ask for).
+    """
+
+    def __init__(
+        self,
+        *,
+        static_tokens: Iterable[str] = (),
+        secret: bytes,
+        signed_tokens_configured: bool = False,
+        trust_principal_header: bool = False,
+        token_ttl_s: int = 900,
+    ) -> None:
+        self._static = tuple(token for token in static_tokens if token)
+        self._secret = secret
+        self.signed_tokens_configured = signed_tokens_configured
+        self.trust_principal_header = trust_principal_header
+        self.token_ttl_s = token_ttl_s
+
+    @property
+    def configured(self) -> bool:
+        """Whether any client authentication is configured (otherwise the gateway is open)."""
+        return bool(self._static) or self.signed_tokens_configured or self.trust_principal_header
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def mint(self, subject: str, now_s: float, ttl_s: int | None = None) -> tuple[str, int]:
+        """A signed token for ``subject`` and its expiry (unix seconds)."""
+        if not _SUBJECT.fullmatch(subject):
+            raise ValueError("a subject is 1-256 printable characters")
+        lifetime = self.token_ttl_s if ttl_s is None else max(1, min(ttl_s, self.token_ttl_s))
+        expires_at = int(now_s) + lifetime
+        payload = _b64url(json.dumps({"sub": subject, "exp": expires_at}, separators=(",", ":")).encode())
+        signed = f"{_TOKEN_PREFIX}.{payload}"
+        return f"{signed}.{self._sign(signed)}", expires_at
+
+    def _sign(self, text: str) -> str:
+        return _b64url(hmac.new(self._secret, text.encode("ascii"), hashlib.sha256).digest())
+
+    def verify(self, token: str, now_s: float) -> Principal | AuthFailure:
+        """The principal a token stands for, or why it is not accepted."""
+        if token.startswith(_TOKEN_PREFIX + "."):
+            return self._verify_signed(token, now_s)
+        for known in self._static:
+            if hmac.compare_digest(token.encode(), known.encode()):
+                digest = hashlib.sha256(known.encode()).hexdigest()[:10]
+                return Principal(f"token:{digest}", "static")
+        return AuthFailure("the token is not valid")
+
+    def is_static(self, token: str) -> bool:
+        return any(hmac.compare_digest(token.encode(), known.encode()) for known in self._static)
+
+    def _verify_signed(self, token: str, now_s: float) -> Principal | AuthFailure:
+        parts = token.split(".")
+        if len(parts) != 3 or not parts[1].isascii():
+            return AuthFailure("the token is not valid")
+        signed = f"{parts[0]}.{parts[1]}"
+        if not hmac.compare_digest(self._sign(signed), parts[2]):
+            return AuthFailure("the token is not valid")
+        try:
+            claims = json.loads(_b64url_decode(parts[1]))
+        except (binascii.Error, ValueError):
+            return AuthFailure("the token is not valid")
+        subject, expires_at = (
+            (claims.get("sub"), claims.get("exp")) if isinstance(claims, dict) else (None, None)
+        )
+        if not isinstance(subject, str) or not isinstance(expires_at, int) or isinstance(expires_at, bool):
+            return AuthFailure("the token is not valid")
+        if expires_at <= now_s:
+            return AuthFailure("the token has expired; get a new one")
+        return Principal(subject, "signed", expires_at)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def trusted_principal(self, headers: Mapping[str, str]) -> Principal | None:
+        """The signed-in user named by Azure Container Apps authentication, when trusted."""
+        if not self.trust_principal_header:
+            return None
+        for name in _PRINCIPAL_HEADERS:
+            value = headers.get(name, "").strip()
+            if value and _SUBJECT.fullmatch(value):
+                return Principal(value, "principal")
+        return None
+
+    def authenticate(
+        self,
+        *,
+        headers: Mapping[str, str],
+        cookies: Mapping[str, str],
+        subprotocols: Iterable[str] = (),
+        client_host: str,
+        now_s: float,
+    ) -> Principal | AuthFailure:
+        """Who is making this request: the first credential found decides, in this order: bearer
+        header, subprotocol, cookie, trusted principal header. Open mode accepts everyone."""
+        if not self.configured:
+            return Principal(f"open:{client_host}", "open")
+        token = _bearer(headers.get("authorization", ""))
+        if token is None:
+            token = next(
+                (p[len(SUBPROTOCOL_PREFIX) :] for p in subprotocols if p.startswith(SUBPROTOCOL_PREFIX)), None
+            )
+        if token is None:
+            token = cookies.get(COOKIE_NAME) or None
+        if token is not None:
+            return self.verify(token, now_s)
+        principal = self.trusted_principal(headers)
+        if principal is not None:
+            return principal
+        return AuthFailure(
+            "no credential: send 'Authorization: Bearer <token>', the WebSocket subprotocol "
+            f"'{SUBPROTOCOL_PREFIX}<token>', or sign in through the web page"
+        )
+
+
+def _bearer(value: str) -> str | None:
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def pick_subprotocol(offered: Iterable[str]) -> str | None:
+    """The subprotocol to answer with: ``realtime`` if offered, else the first one that carries no
+    credential, else the credential-carrying one (a browser fails the connection when none of its
+    offers is echoed)."""
+    offered = list(offered)
+    if "realtime" in offered:
+        return "realtime"
+    plain = [p for p in offered if not p.startswith(SUBPROTOCOL_PREFIX)]
+    if plain:
+        return plain[0]
+    return offered[0] if offered else None
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str]) -> bool:
+    """Browsers send ``Origin``; it must be the gateway's own (same host and port as the ``Host``
+    header) or one of ``allowed``. Requests without ``Origin`` are not from a browser page."""
+    if origin is None:
+        return True
+    normalised = origin.strip().rstrip("/").lower()
+    if normalised in (a.lower() for a in allowed):
+        return True
+    if host is None:
+        return False
+    parts = urlsplit(normalised)
+    return parts.scheme in ("http", "https") and parts.netloc == host.strip().lower()

@@ -1,0 +1,112 @@
+"""The gateway's configuration: one frozen value built from ``Settings`` (and the profile file).
+
+``GatewayConfig.from_settings`` validates everything up front, so a wrong setting stops
+``realtalk serve`` with a ``ConfigError`` naming the variable, before it listens: including the
+exposure rule (issue 5, item 4): without client authentication the gateway only listens on a
+loopback address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from realtalk.errors import ConfigError
+from realtalk.gateway.limits import Limits
+from realtalk.gateway.profile import GatewayProfile, load_profile
+from realtalk.protocol import Prices, prices_for
+from realtalk.protocol.endpoint import is_loopback_host
+from realtalk.settings import Settings
+
+__all__ = ["GatewayConfig", "check_exposure"]
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything one gateway needs to know (secrets are kept out of ``repr``)."""
+
+    host: str
+    port: int
+    profile: GatewayProfile
+    limits: Limits = field(default_factory=Limits)
+    origins: tuple[str, ...] = ()
+    static_tokens: tuple[str, ...] = field(default=(), repr=False)
+    secret: bytes | None = field(default=None, repr=False)
+    trust_principal_header: bool = False
+    token_ttl_s: int = 900
+    drain_s: float = 20.0
+    ready_cache_s: float = 5.0
+    connect_timeout_s: float = 10.0
+    prices: Prices = field(default_factory=lambda: prices_for("gpt-realtime-1.5"))
+
+    @property
+    def auth_configured(self) -> bool:
+        return bool(self.static_tokens) or self.secret is not None or self.trust_principal_header
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GatewayConfig:
+        """Build and check the configuration (raises ``ConfigError``)."""
+        tokens = tuple(
+            token.strip()
+            for token in (
+                settings.gateway_tokens.get_secret_value() if settings.gateway_tokens else ""
+            ).split(",")
+            if token.strip()
+        )
+        for token in tokens:
+            if len(token) < 16 or any(ch.isspace() for ch in token):
+                raise ConfigError(
+                    "REALTALK_GATEWAY_TOKENS: each token must be at least 16 characters without spaces "
+                    "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+                    variable="REALTALK_GATEWAY_TOKENS",
+                )
+        secret = settings.gateway_secret.get_secret_value().strip() if settings.gateway_secret else ""
+        if secret and len(secret) < 32:
+            raise ConfigError(
+                "REALTALK_GATEWAY_SECRET must be at least 32 characters (it signs client tokens)",
+                variable="REALTALK_GATEWAY_SECRET",
+                example="REALTALK_GATEWAY_SECRET=<48 random characters: secrets.token_urlsafe(48)>",
+            )
+        config = cls(
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            profile=load_profile(settings.gateway_profile),
+            limits=Limits(
+                max_sessions=settings.gateway_max_sessions,
+                max_sessions_per_user=settings.gateway_max_sessions_per_user,
+                max_session_s=settings.gateway_max_session_s,
+                idle_timeout_s=settings.gateway_idle_timeout_s,
+                max_message_bytes=settings.gateway_max_message_bytes,
+                max_events_per_s=settings.gateway_max_events_per_s,
+                event_burst=settings.gateway_event_burst,
+                budget_usd=settings.gateway_budget_usd,
+            ),
+            origins=settings.gateway_origins,
+            static_tokens=tokens,
+            secret=secret.encode() if secret else None,
+            trust_principal_header=settings.gateway_trust_principal_header,
+            token_ttl_s=settings.gateway_token_ttl_s,
+            drain_s=settings.gateway_drain_s,
+            ready_cache_s=settings.gateway_ready_cache_s,
+            connect_timeout_s=settings.connect_timeout_s,
+            prices=prices_for(settings.pricing_model, settings.prices),
+        )
+        check_exposure(config.host, config.auth_configured)
+        return config
+
+
+def check_exposure(host: str, auth_configured: bool) -> None:
+    """Refuse to listen beyond this machine without client authentication.
+
+    Raises:
+        ConfigError: ``host`` is not a loopback address and no authentication is configured.
+    """
+    if auth_configured or is_loopback_host(host.strip("[]")):
+        return
+    raise ConfigError(
+        f"refusing to listen on {host} without client authentication: anyone who can reach it "
+        "could talk to the model on your account. Set REALTALK_GATEWAY_TOKENS (static tokens) or "
+        "REALTALK_GATEWAY_SECRET (signed tokens), or REALTALK_GATEWAY_TRUST_PRINCIPAL_HEADER=true "
+        "behind Azure Container Apps authentication; or listen on 127.0.0.1 only",
+        variable="REALTALK_GATEWAY_TOKENS",
+        example="REALTALK_GATEWAY_TOKENS=<a long random token>",
+    )

@@ -1,0 +1,130 @@
+"""The gateway's agent profile file: what the server decides, and what clients may adjust.
+
+``realtalk serve --profile agent.toml`` reads a TOML file with the fields of ``AgentProfile`` (the
+same names as a ``realtalk talk`` profile) plus one gateway key::
+
+    instructions = "You are the front desk of the Grand Hotel. Be brief."
+    voice = "marin"
+    turn_detection = {type = "server_vad", silence_duration_ms = 500}
+    transcription = {model = "gpt-4o-transcribe", language = "en"}
+    tools = [{type = "function", name = "get_room_rate", description = "...", parameters = {type = "object"}}]
+    client_adjustable = ["voice", "turn_detection"]
+
+The gateway sends this profile as the authoritative ``session.update`` of every session. A client's
+own ``session.update`` may only touch the settings named in ``client_adjustable``; instructions,
+tools, the stored prompt and the model are never adjustable (lessons.md, mistake 2).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+from realtalk.errors import ConfigError
+from realtalk.protocol import AgentProfile
+
+__all__ = [
+    "ADJUSTABLE_SETTINGS",
+    "DEFAULT_CLIENT_ADJUSTABLE",
+    "GatewayProfile",
+    "load_profile",
+    "profile_from_mapping",
+]
+
+ADJUSTABLE_SETTINGS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        # profile name → path inside the GA session object (§2.2)
+        "voice": ("audio", "output", "voice"),
+        "speed": ("audio", "output", "speed"),
+        "output_format": ("audio", "output", "format"),
+        "input_format": ("audio", "input", "format"),
+        "turn_detection": ("audio", "input", "turn_detection"),
+        "transcription": ("audio", "input", "transcription"),
+        "noise_reduction": ("audio", "input", "noise_reduction"),
+        "output_modality": ("output_modalities",),
+        "max_output_tokens": ("max_output_tokens",),
+        "tool_choice": ("tool_choice",),
+    }
+)
+"""Settings a profile may open to clients, and where each lives in a ``session`` object."""
+
+_NEVER_ADJUSTABLE: Final = frozenset({"instructions", "tools", "prompt", "model"})
+DEFAULT_CLIENT_ADJUSTABLE: Final = ("voice", "speed", "turn_detection", "noise_reduction")
+_EXAMPLE = 'client_adjustable = ["voice", "turn_detection"]'
+
+
+@dataclass(frozen=True)
+class GatewayProfile:
+    """The agent every gateway session gets, and what its clients may change."""
+
+    agent: AgentProfile
+    client_adjustable: frozenset[str]
+    source: str
+
+
+def profile_from_mapping(data: Mapping[str, Any], source: str) -> GatewayProfile:
+    """A profile from parsed TOML: ``AgentProfile`` fields plus ``client_adjustable``.
+
+    Raises:
+        ConfigError: an unknown or beta-era field, an invalid value, or a ``client_adjustable``
+            entry that is not adjustable (instructions and tools never are).
+    """
+    values = dict(data)
+    adjustable = values.pop("client_adjustable", list(DEFAULT_CLIENT_ADJUSTABLE))
+    if not isinstance(adjustable, list) or not all(isinstance(name, str) for name in adjustable):
+        raise ConfigError(
+            f"{source}: client_adjustable must be a list of setting names",
+            variable="client_adjustable",
+            example=_EXAMPLE,
+        )
+    for name in adjustable:
+        if name in _NEVER_ADJUSTABLE:
+            raise ConfigError(
+                f"{source}: {name!r} cannot be client-adjustable: the gateway owns the instructions, "
+                "the tools, the prompt and the model, so that no client can rewrite the agent",
+                variable="client_adjustable",
+                example=_EXAMPLE,
+            )
+        if name not in ADJUSTABLE_SETTINGS:
+            raise ConfigError(
+                f"{source}: unknown client_adjustable setting {name!r}; adjustable settings: "
+                f"{', '.join(ADJUSTABLE_SETTINGS)}",
+                variable="client_adjustable",
+                example=_EXAMPLE,
+            )
+    try:
+        agent = AgentProfile.from_mapping(values)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}", variable=exc.variable) from None
+    return GatewayProfile(agent, frozenset(adjustable), source)
+
+
+def load_profile(path: Path | None) -> GatewayProfile:
+    """Read a profile file; ``None`` gives the default agent with the default adjustable settings.
+
+    Raises:
+        ConfigError: the file cannot be read, is not TOML, or holds an invalid profile.
+    """
+    if path is None:
+        return GatewayProfile(
+            AgentProfile(), frozenset(DEFAULT_CLIENT_ADJUSTABLE), "built-in default profile"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the profile {path}: {exc.strerror}",
+            variable="--profile",
+            example="--profile agent.toml",
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"the profile {path} is not valid TOML: {exc}", variable="--profile", example='voice = "marin"'
+        ) from None
+    return profile_from_mapping(data, str(path))

@@ -1,0 +1,33 @@
+"""``/openai/v1/realtime`` (and ``/v1/realtime``): the Realtime protocol, through the gateway.
+
+The official SDK points here unchanged (``AsyncOpenAI(websocket_base_url="ws://HOST:PORT/openai/v1",
+api_key=<gateway token>)``). ``?model=`` is accepted and ignored: the gateway serves one agent on
+its configured deployment. A refused upgrade is an HTTP answer (403 Origin, 401 credentials, 429
+limits, 503 shutting down) and nothing is opened upstream.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from realtalk.gateway.routes import state_of
+from realtalk.gateway.state import HandshakeRefusal
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.websocket("/openai/v1/realtime")
+@router.websocket("/v1/realtime")
+async def realtime(websocket: WebSocket) -> None:
+    state = state_of(websocket)
+    admission = state.admit(websocket)
+    if isinstance(admission, HandshakeRefusal):
+        state.metrics.refused(admission.code)
+        body = {"error": {"code": admission.code, "message": admission.message}}
+        await websocket.send_denial_response(JSONResponse(body, status_code=admission.status))
+        return
+    await state.serve(websocket, admission)

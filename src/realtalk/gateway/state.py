@@ -1,0 +1,165 @@
+"""What one gateway app holds while it runs: configuration, services, open sessions, admissions.
+
+The handlers stay glue: they ask ``GatewayState`` whether a client may connect (``admit``: Origin,
+shutdown, authentication, limits, in that order and before anything is opened upstream), hand the
+socket to a ``GatewaySession``, and give its slot back. ``drain`` is the graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
+
+from realtalk.gateway.auth import Authenticator, AuthFailure, Principal, origin_allowed, pick_subprotocol
+from realtalk.gateway.config import GatewayConfig
+from realtalk.gateway.limits import Admissions
+from realtalk.gateway.metrics import GatewayMetrics
+from realtalk.gateway.policy import ClientEventPolicy
+from realtalk.gateway.relay import Ending, GatewaySession, SessionServices
+from realtalk.gateway.upstream import ReadinessProbe, Upstream
+
+__all__ = ["Admission", "GatewayState", "HandshakeRefusal"]
+
+logger = logging.getLogger("realtalk.gateway")
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A client that may connect: who it is, the subprotocol to answer with, UI extensions or not."""
+
+    principal: Principal
+    subprotocol: str | None
+    ui: bool
+
+
+@dataclass(frozen=True)
+class HandshakeRefusal:
+    """An HTTP answer to a refused WebSocket upgrade (nothing was opened upstream)."""
+
+    status: int
+    code: str
+    message: str
+
+
+class GatewayState:
+    """The state of one gateway app (one per ``create_app``; nothing is process-global)."""
+
+    def __init__(self, config: GatewayConfig, static_dir: Path) -> None:
+        self.config = config
+        self.static_dir = static_dir
+        self.metrics = GatewayMetrics()
+        self.policy = ClientEventPolicy(config.profile.client_adjustable)
+        self.auth = Authenticator(
+            static_tokens=config.static_tokens,
+            # Without a configured secret, cookies and minted tokens are signed with a key that
+            # lives as long as the process (one replica; they end with a restart).
+            secret=config.secret or secrets.token_bytes(32),
+            signed_tokens_configured=config.secret is not None,
+            trust_principal_header=config.trust_principal_header,
+            token_ttl_s=config.token_ttl_s,
+        )
+        self.admissions = Admissions(config.limits.max_sessions, config.limits.max_sessions_per_user)
+        self.sessions: set[GatewaySession] = set()
+        self.draining = False
+        self._services: SessionServices | None = None
+        self.probe: ReadinessProbe | None = None
+
+    def set_upstream(self, upstream: Upstream) -> None:
+        """Called by the lifespan once the upstream (Azure or the embedded emulator) is known."""
+        self._services = SessionServices(self.config, upstream, self.policy, self.metrics)
+        self.probe = ReadinessProbe(
+            upstream, cache_s=self.config.ready_cache_s, timeout_s=self.config.connect_timeout_s
+        )
+
+    @property
+    def upstream(self) -> Upstream | None:
+        return self._services.upstream if self._services is not None else None
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def origin_ok(self, connection: HTTPConnection) -> bool:
+        return origin_allowed(
+            connection.headers.get("origin"), connection.headers.get("host"), self.config.origins
+        )
+
+    def authenticate(
+        self, connection: HTTPConnection, subprotocols: list[str] | None = None
+    ) -> Principal | AuthFailure:
+        client = connection.client.host if connection.client is not None else "unknown"
+        return self.auth.authenticate(
+            headers=connection.headers,
+            cookies=connection.cookies,
+            subprotocols=subprotocols or (),
+            client_host=client,
+            now_s=time.time(),
+        )
+
+    def admit(self, websocket: WebSocket) -> Admission | HandshakeRefusal:
+        """Decide on a WebSocket upgrade; an ``Admission`` holds a session slot until ``release``."""
+        if not self.origin_ok(websocket):
+            return HandshakeRefusal(403, "origin_not_allowed", "this web origin may not use the gateway")
+        if self.draining or self._services is None:
+            return HandshakeRefusal(503, "shutting_down", "the gateway is shutting down; reconnect shortly")
+        offered = list(websocket.scope.get("subprotocols") or [])
+        principal = self.authenticate(websocket, offered)
+        if isinstance(principal, AuthFailure):
+            return HandshakeRefusal(401, "unauthorized", principal.reason)
+        refused = self.admissions.admit(principal.subject)
+        if refused is not None:
+            return HandshakeRefusal(429, "too_many_sessions", refused)
+        ui = websocket.query_params.get("realtalk_ui") == "1"
+        return Admission(principal, pick_subprotocol(offered), ui)
+
+    async def serve(self, websocket: WebSocket, admission: Admission) -> None:
+        """Run one admitted session to its end, then give its slot back."""
+        assert self._services is not None
+        session = GatewaySession(self._services, websocket, admission.principal.subject, ui=admission.ui)
+        self.sessions.add(session)
+        try:
+            await session.run(admission.subprotocol)
+        finally:
+            self.sessions.discard(session)
+            self.admissions.release(admission.principal.subject)
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    async def drain(self, bound_s: float | None = None) -> None:
+        """Graceful shutdown: refuse new clients, tell connected ones, let in-flight responses
+        finish for up to ``bound_s`` (``REALTALK_GATEWAY_DRAIN_S``), then close every session with
+        1001 "server shutting down"."""
+        self.draining = True
+        bound = self.config.drain_s if bound_s is None else bound_s
+        sessions = [session for session in self.sessions if not session.ending]
+        if not sessions:
+            return
+        logger.warning(
+            "shutting down: %d open sessions get up to %g s to finish their replies", len(sessions), bound
+        )
+        for session in sessions:
+            await session.begin_drain()
+        waiters = [asyncio.create_task(session.wait_response_idle()) for session in sessions]
+        try:
+            await asyncio.wait(waiters, timeout=bound)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        for session in sessions:
+            session.end(
+                # begin_drain already sent the UI its notice.
+                Ending("shutdown", 1001, "server shutting down", 1000, "gateway shutting down")
+            )
+        closers = [asyncio.create_task(session.closed.wait()) for session in sessions]
+        try:
+            await asyncio.wait(closers, timeout=5.0)
+        finally:
+            for closer in closers:
+                closer.cancel()
+            await asyncio.gather(*closers, return_exceptions=True)

@@ -1,0 +1,128 @@
+/**
+ * Entry point: wires the page's controls to the controller, handles sign-in, and exposes
+ * read-only statistics on `window.realtalk` for end-to-end tests and for curious users.
+ *
+ * Nothing connects on page load: an upstream session is opened (and billed) only after the
+ * user presses Start (lessons.md, mistake 6).
+ *
+ * @module app
+ */
+
+import { missingAudioSupport } from "./audio.js";
+import { checkSession, signIn } from "./auth.js";
+import { VoiceController } from "./controller.js";
+import { View } from "./view.js";
+
+/** @param {string} id @returns {HTMLInputElement} */
+function input(id) {
+  return /** @type {HTMLInputElement} */ (document.getElementById(id));
+}
+
+const view = new View();
+const controller = new VoiceController(view, () => ({
+  echoCancellation: !input("headphones").checked,
+  noiseSuppression: input("noise-suppression").checked,
+  autoGainControl: input("auto-gain").checked,
+}));
+
+/** Test hooks: getters over live state, each returning a copy; nothing here can change it. */
+const hooks = Object.freeze({
+  get status() {
+    return controller.phase;
+  },
+  get statusText() {
+    return controller.statusText;
+  },
+  get chunksSent() {
+    return controller.connection.chunksSent;
+  },
+  get chunksDropped() {
+    return controller.connection.chunksDropped;
+  },
+  /** @returns {Record<string, number>} samples (24 kHz) played per item id */
+  get playedSamples() {
+    return Object.fromEntries(controller.playedByItem);
+  },
+  /** @returns {Record<string, number>} samples (24 kHz) received per item id (flushed ones excluded) */
+  get receivedSamples() {
+    return Object.fromEntries(controller.receivedByItem);
+  },
+  get flushCount() {
+    return controller.flushCount;
+  },
+  /** @returns {{item_id: string, played_samples: number} | null} the last `realtalk.flushed` sent */
+  get lastTruncateReport() {
+    return controller.lastTruncateReport && { ...controller.lastTruncateReport };
+  },
+  get lastPlaybackReport() {
+    return controller.lastPlaybackReport && { ...controller.lastPlaybackReport };
+  },
+  get droppedDeltas() {
+    return controller.droppedDeltas;
+  },
+  get droppedPlaybackSamples() {
+    return controller.droppedPlaybackSamples;
+  },
+  get sampleRate() {
+    return controller.audio.sampleRate;
+  },
+  get microphoneSettings() {
+    const settings = controller.audio.microphoneSettings();
+    return settings && { ...settings };
+  },
+  get session() {
+    return controller.session && { ...controller.session };
+  },
+  get latenciesMs() {
+    return [...controller.latenciesMs];
+  },
+  get eventCounts() {
+    return { ...controller.eventCounts };
+  },
+  get closeInfo() {
+    return controller.closeInfo && { ...controller.closeInfo };
+  },
+});
+Object.defineProperty(window, "realtalk", { value: hooks, writable: false, configurable: false });
+
+async function refreshAuth() {
+  const { state, info } = await checkSession();
+  view.showAuth(state === "token-required");
+  if (state === "unavailable") view.showNotice("error", "The gateway cannot be reached.", "unreachable");
+  // If the gateway says where sessions go, show it before Start (realtalk.session confirms later).
+  if (typeof info.upstream === "string" && !controller.session) view.setUpstream(info.upstream, info.deployment);
+}
+
+function wire() {
+  const unsupported = missingAudioSupport();
+  if (unsupported) {
+    view.showNotice("error", `Voice is not available: ${unsupported}.`, "unsupported");
+    view.setControls({ running: false, muted: false, canStart: false });
+    return;
+  }
+  document.getElementById("start")?.addEventListener("click", () => void controller.start());
+  document.getElementById("stop")?.addEventListener("click", () => controller.stop());
+  document.getElementById("mute")?.addEventListener("click", () => controller.setMuted(!controller.muted));
+  for (const id of ["headphones", "noise-suppression", "auto-gain"]) {
+    input(id).addEventListener("change", () => void controller.reopenMicrophone());
+  }
+  document.getElementById("notice-close")?.addEventListener("click", () => view.hideNotice());
+  document.getElementById("token-form")?.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const field = input("token");
+    const token = field.value.trim();
+    field.value = ""; // the token lives on in the HttpOnly cookie only
+    if (!token) return;
+    const result = await signIn(token);
+    if (result.ok) {
+      await refreshAuth();
+    } else {
+      view.showAuth(true, result.message);
+    }
+  });
+  controller.onRefused = () => void refreshAuth();
+  controller.render();
+  void refreshAuth();
+}
+
+wire();

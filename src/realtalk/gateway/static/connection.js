@@ -1,0 +1,162 @@
+/**
+ * The page's WebSocket to the gateway: URL, send paths, close reasons and the reconnect policy.
+ *
+ * Auth: the socket is same-origin, so the browser attaches the gateway's HttpOnly session cookie
+ * by itself. No key or token is ever put in the URL or readable by this code.
+ *
+ * Reconnect policy: only after a close that says "try again" (1006 abnormal, 1012 service
+ * restart, 1013 try again later), at most {@link MAX_RECONNECTS} times with growing delays.
+ * A close the gateway chose (budget exceeded, policy, session over, idle) is final and shown
+ * with its reason; reconnecting then would open a new paid upstream session nobody asked for
+ * (lessons.md, mistake 6).
+ *
+ * @module connection
+ */
+
+export const MAX_RECONNECTS = 3;
+const RETRYABLE_CLOSE_CODES = new Set([1006, 1012, 1013]);
+
+/** Bytes waiting in the socket above which microphone chunks are dropped instead of queued. */
+const MAX_BUFFERED_BYTES = 512 * 1024;
+
+/** Readable names of the standard close codes, for when the gateway gives no reason text. */
+const CLOSE_CODE_NAMES = new Map([
+  [1000, "closed normally"],
+  [1001, "the server is going away"],
+  [1006, "the connection was lost"],
+  [1008, "refused by policy"],
+  [1009, "a message was too big"],
+  [1011, "server error"],
+  [1012, "the server is restarting"],
+  [1013, "the server is busy, try again later"],
+]);
+
+/**
+ * @param {number} code
+ * @param {string} reason
+ * @returns {string}
+ */
+export function describeClose(code, reason) {
+  const text = reason || CLOSE_CODE_NAMES.get(code) || "closed";
+  return `${text} (code ${code})`;
+}
+
+/** @returns {string} the gateway's Realtime endpoint, relative to the page (works under a path prefix) */
+export function realtimeUrl() {
+  const url = new URL("openai/v1/realtime", document.baseURI);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  url.searchParams.set("realtalk_ui", "1");
+  return url.href;
+}
+
+/**
+ * @typedef {object} ConnectionCallbacks
+ * @property {() => void} onOpen
+ * @property {(event: any) => void} onEvent a parsed server event
+ * @property {(attempt: number, delayMs: number, why: string) => void} onReconnecting
+ * @property {(code: number, reason: string, refused: boolean) => void} onClosed final close;
+ *   `refused` when the very first handshake failed
+ */
+
+export class Connection {
+  /** @param {ConnectionCallbacks} callbacks */
+  constructor(callbacks) {
+    this.callbacks = callbacks;
+    /** @type {WebSocket | null} */
+    this.socket = null;
+    this.attempt = 0;
+    this.wanted = false;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.retryTimer = null;
+    this.chunksSent = 0;
+    this.chunksDropped = 0;
+  }
+
+  get isOpen() {
+    return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
+  }
+
+  open() {
+    this.wanted = true;
+    this.attempt = 0;
+    this.connect();
+  }
+
+  connect() {
+    const socket = new WebSocket(realtimeUrl());
+    this.socket = socket;
+    let opened = false;
+    socket.onopen = () => {
+      opened = true;
+      this.attempt = 0;
+      this.callbacks.onOpen();
+    };
+    socket.onmessage = (message) => {
+      if (typeof message.data !== "string") return; // the protocol is JSON text frames only
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      this.callbacks.onEvent(event);
+    };
+    socket.onclose = (close) => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      // A first connection that never opened was refused at the handshake (browsers hide the
+      // HTTP status: expired sign-in, wrong origin, too many sessions); retrying would not help.
+      const refused = !opened && this.attempt === 0;
+      if (refused) {
+        this.wanted = false;
+        this.callbacks.onClosed(close.code, close.reason || "the gateway refused the connection", true);
+        return;
+      }
+      if (this.wanted && RETRYABLE_CLOSE_CODES.has(close.code) && this.attempt < MAX_RECONNECTS) {
+        this.attempt++;
+        const delayMs = 500 * 2 ** (this.attempt - 1);
+        this.callbacks.onReconnecting(this.attempt, delayMs, describeClose(close.code, close.reason));
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = null;
+          if (this.wanted) this.connect();
+        }, delayMs);
+        return;
+      }
+      this.wanted = false;
+      this.callbacks.onClosed(close.code, close.reason, false);
+    };
+  }
+
+  /**
+   * Send a microphone chunk in exactly the shape the gateway fast-paths (type first, no extra
+   * fields), built as a string: base64 needs no JSON escaping.
+   * @param {string} audioBase64
+   * @returns {boolean} whether it was sent
+   */
+  sendAudio(audioBase64) {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== WebSocket.OPEN || socket.bufferedAmount > MAX_BUFFERED_BYTES) {
+      this.chunksDropped++;
+      return false;
+    }
+    socket.send('{"type":"input_audio_buffer.append","audio":"' + audioBase64 + '"}');
+    this.chunksSent++;
+    return true;
+  }
+
+  /** @param {object} event a client event */
+  send(event) {
+    if (this.isOpen) /** @type {WebSocket} */ (this.socket).send(JSON.stringify(event));
+  }
+
+  /** @param {string} reason */
+  close(reason) {
+    this.wanted = false;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const socket = this.socket;
+    this.socket = null;
+    if (socket && socket.readyState <= WebSocket.OPEN) socket.close(1000, reason);
+    this.callbacks.onClosed(1000, reason, false);
+  }
+}

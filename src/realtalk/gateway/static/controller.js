@@ -1,0 +1,338 @@
+/**
+ * The voice session on the page: server events in, audio actions and view updates out.
+ *
+ * What this module deliberately does not decide: when and where to truncate an interrupted
+ * reply, how to order or cut transcripts, what things cost. The gateway runs the Python
+ * protocol core per connection and decides all of that; the page only reports what it alone
+ * knows (samples actually played, per item) with the `realtalk.*` extension events, opted into
+ * with `?realtalk_ui=1`:
+ *
+ * - `realtalk.playback {item_id, played_samples}`: running total per item (24 kHz samples),
+ *   about every 100 ms while playing, and at once when an item starts and ends;
+ * - `realtalk.flushed {item_id, played_samples}`: after the page dropped unplayed audio because
+ *   the user started speaking (`input_audio_buffer.speech_started`). The core turns it into
+ *   `conversation.item.truncate`; the page never sends a truncate itself.
+ *
+ * @module controller
+ */
+
+import { AudioEngine } from "./audio.js";
+import { decodeBase64, encodeBase64 } from "./base64.js";
+import { Connection, MAX_RECONNECTS, describeClose } from "./connection.js";
+
+/** Items remembered for stats and for dropping late audio of flushed items (bounded). */
+const MAX_ITEMS_TRACKED = 64;
+const MAX_LATENCIES_KEPT = 50;
+
+const STATUS_TEXT = {
+  idle: "Press Start to talk",
+  connecting: "Connecting…",
+  listening: "Listening",
+  "user-speaking": "You are speaking",
+  thinking: "Thinking…",
+  "agent-speaking": "Agent speaking",
+};
+
+/**
+ * Add to an insertion-ordered collection, forgetting the oldest entries beyond the bound.
+ * @template K, V
+ * @param {Map<K, V>} map
+ * @param {K} key
+ * @param {V} value
+ */
+function remember(map, key, value) {
+  map.delete(key);
+  map.set(key, value);
+  while (map.size > MAX_ITEMS_TRACKED) map.delete(/** @type {K} */ (map.keys().next().value));
+}
+
+/** @param {number[]} values @returns {number | null} */
+function median(values) {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+export class VoiceController {
+  /**
+   * @param {import("./view.js").View} view
+   * @param {() => import("./audio.js").ProcessingOptions} processingOptions read from the form
+   */
+  constructor(view, processingOptions) {
+    this.view = view;
+    this.processingOptions = processingOptions;
+    this.audio = new AudioEngine({
+      onChunk: (pcm, peak) => this.onMicrophoneChunk(pcm, peak),
+      onProgress: (itemId, played, playing) => this.onPlaybackProgress(itemId, played, playing),
+      onFlushed: (items, flushCount) => this.onPlaybackFlushed(items, flushCount),
+      onOverflow: (dropped) => {
+        this.droppedPlaybackSamples = dropped;
+      },
+    });
+    this.connection = new Connection({
+      onOpen: () => this.render(),
+      onEvent: (event) => this.onServerEvent(event),
+      onReconnecting: (attempt, delayMs, why) => this.onReconnecting(attempt, delayMs, why),
+      onClosed: (code, reason, refused) => this.onClosed(code, reason, refused),
+    });
+    /** @type {"idle" | "connecting" | "open" | "reconnecting" | "closed"} */
+    this.link = "idle";
+    this.linkText = "";
+    this.running = false;
+    this.muted = false;
+    this.sessionReady = false;
+    this.userSpeaking = false;
+    this.awaitingReply = false;
+    this.agentPlaying = false;
+    /** @type {Set<string>} */
+    this.activeResponses = new Set();
+    /** @type {any} */
+    this.session = null;
+    /** @type {Map<string, number>} played samples (24 kHz) per item, as reported by the worklet */
+    this.playedByItem = new Map();
+    /** @type {Map<string, number>} samples (24 kHz) received per item, for comparison */
+    this.receivedByItem = new Map();
+    /** @type {Map<string, number>} the last `realtalk.playback` total sent per item */
+    this.reportedByItem = new Map();
+    /** @type {Map<string, true>} items whose audio was pushed to the worklet since the last flush */
+    this.pushedItems = new Map();
+    /** @type {Map<string, true>} items flushed on barge-in: their late deltas are dropped */
+    this.flushedItems = new Map();
+    this.flushCount = 0;
+    /** @type {{item_id: string, played_samples: number} | null} */
+    this.lastTruncateReport = null;
+    /** @type {{item_id: string, played_samples: number} | null} */
+    this.lastPlaybackReport = null;
+    this.droppedDeltas = 0;
+    this.droppedPlaybackSamples = 0;
+    /** @type {number[]} */
+    this.latenciesMs = [];
+    /** @type {Record<string, number>} */
+    this.eventCounts = {};
+    /** @type {{code: number, reason: string} | null} */
+    this.closeInfo = null;
+    /** Called when the gateway refused the socket (app.js re-checks the sign-in then). */
+    this.onRefused = () => {};
+  }
+
+  /** @returns {string} one of idle, connecting, listening, user-speaking, thinking, agent-speaking, reconnecting, closed */
+  get phase() {
+    if (this.link === "idle" || this.link === "closed" || this.link === "reconnecting") return this.link;
+    if (this.link === "connecting" || !this.sessionReady) return "connecting";
+    if (this.userSpeaking) return "user-speaking";
+    if (this.agentPlaying) return "agent-speaking";
+    if (this.awaitingReply || this.activeResponses.size > 0) return "thinking";
+    return "listening";
+  }
+
+  /** @returns {string} */
+  get statusText() {
+    const phase = this.phase;
+    if (phase === "reconnecting" || phase === "closed") return this.linkText;
+    const text = STATUS_TEXT[/** @type {keyof typeof STATUS_TEXT} */ (phase)];
+    return this.muted && phase !== "idle" ? `${text} (muted)` : text;
+  }
+
+  render() {
+    this.view.setStatus(this.phase, this.statusText);
+    this.view.setControls({ running: this.running, muted: this.muted, canStart: true });
+  }
+
+  /** Start: microphone first (a refusal costs nothing upstream), then the socket. */
+  async start() {
+    if (this.running) return;
+    this.running = true;
+    this.link = "connecting";
+    this.closeInfo = null;
+    this.view.hideNotice();
+    this.render();
+    try {
+      await this.audio.start(this.processingOptions());
+    } catch (error) {
+      if (!this.running) return; // stopped meanwhile: the stop already said so
+      this.running = false;
+      this.link = "closed";
+      const name = error instanceof Error ? error.name : "";
+      this.linkText =
+        name === "NotAllowedError"
+          ? "Closed: microphone access was refused"
+          : `Closed: the microphone could not be opened (${error instanceof Error ? error.message : error})`;
+      this.render();
+      return;
+    }
+    if (!this.running) {
+      // Stopped while the browser was asking for the microphone.
+      await this.audio.stop();
+      return;
+    }
+    this.connection.open();
+  }
+
+  stop() {
+    if (!this.running) return;
+    this.connection.close("stopped by the user");
+    this.running = false;
+  }
+
+  /** @param {boolean} muted */
+  setMuted(muted) {
+    this.muted = muted;
+    this.audio.setMuted(muted);
+    this.render();
+  }
+
+  /** Apply changed processing switches (headphones) to the live microphone. */
+  async reopenMicrophone() {
+    if (!this.running) return;
+    try {
+      await this.audio.openMicrophone(this.processingOptions());
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.view.showNotice("warning", `The microphone could not be reopened: ${message}`, "microphone");
+    }
+  }
+
+  /** @param {ArrayBuffer} pcm @param {number} peak */
+  onMicrophoneChunk(pcm, peak) {
+    this.view.setMicLevel(peak);
+    // Before the session exists there is nobody to send to; dropping ~100 ms is harmless.
+    if (!this.sessionReady) return;
+    this.connection.sendAudio(encodeBase64(new Uint8Array(pcm)));
+  }
+
+  /** @param {string} itemId @param {number} played @param {boolean} playing */
+  onPlaybackProgress(itemId, played, playing) {
+    remember(this.playedByItem, itemId, played);
+    if (this.agentPlaying !== playing) {
+      this.agentPlaying = playing;
+      this.render();
+    }
+    if (this.flushedItems.has(itemId) || this.reportedByItem.get(itemId) === played) return;
+    remember(this.reportedByItem, itemId, played);
+    this.lastPlaybackReport = { item_id: itemId, played_samples: played };
+    this.connection.send({ type: "realtalk.playback", item_id: itemId, played_samples: played });
+  }
+
+  /** @param {[string, number][]} items @param {number} flushCount */
+  onPlaybackFlushed(items, flushCount) {
+    this.flushCount = flushCount;
+    this.agentPlaying = false;
+    for (const [itemId, played] of items) {
+      remember(this.playedByItem, itemId, played);
+      this.lastTruncateReport = { item_id: itemId, played_samples: played };
+      this.connection.send({ type: "realtalk.flushed", item_id: itemId, played_samples: played });
+    }
+    this.render();
+  }
+
+  /** Barge-in: stop the speaker now; the flush answer carries the counts for the core. */
+  flushPlayback() {
+    // Late deltas of these items may still be in flight: mark them before the worklet answers.
+    for (const itemId of this.pushedItems.keys()) remember(this.flushedItems, itemId, true);
+    this.pushedItems.clear();
+    this.audio.flush();
+  }
+
+  /** @param {any} event */
+  onServerEvent(event) {
+    const type = typeof event?.type === "string" ? event.type : "";
+    this.eventCounts[type] = (this.eventCounts[type] ?? 0) + 1;
+    switch (type) {
+      case "response.output_audio.delta": {
+        const itemId = String(event.item_id);
+        if (this.flushedItems.has(itemId)) {
+          this.droppedDeltas++;
+          return;
+        }
+        const bytes = decodeBase64(event.delta);
+        remember(this.pushedItems, itemId, true);
+        remember(this.receivedByItem, itemId, (this.receivedByItem.get(itemId) ?? 0) + (bytes.byteLength >> 1));
+        this.audio.play(itemId, bytes);
+        return;
+      }
+      case "session.created":
+        this.sessionReady = true;
+        this.link = "open";
+        break;
+      case "realtalk.session":
+        this.session = event;
+        this.view.setSession(event);
+        break;
+      case "input_audio_buffer.speech_started":
+        this.userSpeaking = true;
+        this.awaitingReply = false;
+        this.flushPlayback();
+        break;
+      case "input_audio_buffer.speech_stopped":
+        this.userSpeaking = false;
+        this.awaitingReply = true;
+        break;
+      case "response.created":
+        this.awaitingReply = false;
+        if (event.response?.id) this.activeResponses.add(event.response.id);
+        break;
+      case "response.done":
+        this.awaitingReply = false;
+        this.activeResponses.delete(event.response?.id);
+        break;
+      case "realtalk.transcript":
+        if (Array.isArray(event.lines)) this.view.setTranscript(event.lines);
+        return;
+      case "realtalk.cost":
+        this.view.setCost(event);
+        return;
+      case "realtalk.latency":
+        this.onLatency(Number(event.voice_to_voice_ms));
+        return;
+      case "realtalk.notice":
+        this.view.showNotice(event.level ?? "warning", String(event.message ?? ""), String(event.code ?? ""));
+        return;
+      case "error":
+        this.view.showNotice("error", String(event.error?.message ?? "server error"), String(event.error?.code ?? ""));
+        return;
+      default:
+        return;
+    }
+    this.render();
+  }
+
+  /** @param {number} latencyMs */
+  onLatency(latencyMs) {
+    if (!Number.isFinite(latencyMs)) return;
+    this.latenciesMs.push(latencyMs);
+    if (this.latenciesMs.length > MAX_LATENCIES_KEPT) this.latenciesMs.shift();
+    this.view.setLatency(latencyMs, median(this.latenciesMs), this.latenciesMs.length);
+  }
+
+  /** A new socket is a new upstream session: forget this one's live state. */
+  resetSessionState() {
+    this.sessionReady = false;
+    this.userSpeaking = false;
+    this.awaitingReply = false;
+    this.agentPlaying = false;
+    this.activeResponses.clear();
+    this.flushPlayback();
+  }
+
+  /** @param {number} attempt @param {number} delayMs @param {string} why */
+  onReconnecting(attempt, delayMs, why) {
+    this.resetSessionState();
+    this.link = "reconnecting";
+    this.linkText = `Reconnecting in ${(delayMs / 1000).toFixed(1)} s (attempt ${attempt} of ${MAX_RECONNECTS}): ${why}`;
+    this.render();
+  }
+
+  /** @param {number} code @param {string} reason @param {boolean} refused */
+  onClosed(code, reason, refused) {
+    this.resetSessionState();
+    this.closeInfo = { code, reason };
+    this.link = "closed";
+    this.linkText = `Closed: ${describeClose(code, reason)}`;
+    this.running = false;
+    this.view.setMicLevel(0);
+    void this.audio.stop();
+    this.render();
+    if (refused) this.onRefused();
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Rendering: plain data in, DOM out. No decisions about the conversation are made here.
+ *
+ * Text always goes through `textContent` (transcripts are model and user output: never HTML).
+ * Transcript lines are keyed by item id and updated in place, so a screen reader following the
+ * `role="log"` region hears new lines rather than the whole transcript again.
+ *
+ * @module view
+ */
+
+/** @param {string} id @returns {HTMLElement} */
+function byId(id) {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`the page has no #${id}`);
+  return element;
+}
+
+const ROLE_LABELS = new Map([
+  ["user", "You"],
+  ["assistant", "Agent"],
+]);
+
+/** @param {unknown} value @param {number} digits @returns {string} */
+function usd(value, digits = 4) {
+  const number = Number(value);
+  return Number.isFinite(number) ? `$${number.toFixed(digits)}` : "–";
+}
+
+/**
+ * @typedef {object} TranscriptLine
+ * @property {string} item_id
+ * @property {string} role
+ * @property {string} text
+ * @property {boolean} final
+ * @property {boolean} cut
+ */
+
+export class View {
+  constructor() {
+    this.status = byId("status");
+    this.transcript = byId("transcript");
+    this.notice = byId("notice");
+    this.badge = byId("emulator-badge");
+    this.deployment = byId("deployment");
+    this.micLevel = /** @type {HTMLMeterElement} */ (byId("mic-level"));
+    /** @type {Map<string, HTMLLIElement>} */
+    this.lines = new Map();
+  }
+
+  /** @param {string} phase @param {string} text */
+  setStatus(phase, text) {
+    if (this.status.textContent !== text) this.status.textContent = text;
+    this.status.dataset.phase = phase;
+  }
+
+  /** @param {{upstream?: string, deployment?: string, budget_usd?: number | string | null}} session */
+  setSession(session) {
+    this.setUpstream(session.upstream, session.deployment);
+    byId("budget").textContent = session.budget_usd == null ? "none" : usd(session.budget_usd, 2);
+  }
+
+  /** @param {unknown} upstream "emulator" | "azure" | "openai" @param {unknown} deployment */
+  setUpstream(upstream, deployment) {
+    this.badge.hidden = upstream !== "emulator";
+    this.deployment.textContent = typeof deployment === "string" && deployment ? `${deployment} via ${upstream}` : "";
+  }
+
+  /**
+   * Show the lines exactly as given: the core already ordered them and cut interrupted replies.
+   * @param {TranscriptLine[]} lines
+   */
+  setTranscript(lines) {
+    const seen = new Set();
+    /** @type {ChildNode | null} */
+    let previous = null;
+    for (const line of lines) {
+      seen.add(line.item_id);
+      let li = this.lines.get(line.item_id);
+      if (!li) {
+        li = document.createElement("li");
+        const role = document.createElement("span");
+        role.className = "role";
+        const text = document.createElement("span");
+        text.className = "text";
+        const mark = document.createElement("span");
+        mark.className = "cut-mark";
+        mark.textContent = "interrupted";
+        li.append(role, text, mark);
+        this.lines.set(line.item_id, li);
+      }
+      li.className = `line ${line.role === "user" ? "user" : "assistant"}`;
+      li.classList.toggle("partial", !line.final);
+      li.classList.toggle("cut", Boolean(line.cut));
+      li.dataset.itemId = line.item_id;
+      /** @type {HTMLElement} */ (li.children[0]).textContent = ROLE_LABELS.get(line.role) ?? line.role;
+      const text = /** @type {HTMLElement} */ (li.children[1]);
+      if (text.textContent !== line.text) text.textContent = line.text;
+      // Keep DOM order equal to the given order, moving only what is out of place.
+      /** @type {ChildNode | null} */
+      const expectedNext = previous ? previous.nextSibling : this.transcript.firstChild;
+      if (expectedNext !== li) this.transcript.insertBefore(li, expectedNext);
+      previous = li;
+    }
+    for (const [itemId, li] of this.lines) {
+      if (!seen.has(itemId)) {
+        li.remove();
+        this.lines.delete(itemId);
+      }
+    }
+    this.transcript.scrollTop = this.transcript.scrollHeight;
+  }
+
+  clearTranscript() {
+    this.setTranscript([]);
+  }
+
+  /**
+   * @param {{total_usd?: number, turn_usd?: number, cache_hit_ratio?: number,
+   *   unheard_usd?: number, tokens?: unknown}} cost
+   */
+  setCost(cost) {
+    byId("cost-total").textContent = usd(cost.total_usd);
+    byId("cost-turn").textContent = usd(cost.turn_usd);
+    const ratio = Number(cost.cache_hit_ratio);
+    byId("cache-hit").textContent = Number.isFinite(ratio) ? `${Math.round(ratio * 100)} %` : "–";
+    byId("cost-unheard").textContent = usd(cost.unheard_usd);
+    byId("tokens").textContent = formatTokens(cost.tokens);
+  }
+
+  /** @param {number} lastMs @param {number | null} medianMs @param {number} count */
+  setLatency(lastMs, medianMs, count) {
+    byId("latency-last").textContent = `${Math.round(lastMs)} ms`;
+    byId("latency-median").textContent = medianMs === null ? "–" : `${Math.round(medianMs)} ms (${count} turns)`;
+  }
+
+  /** @param {"info" | "warning" | "error"} level @param {string} message @param {string} [code] */
+  showNotice(level, message, code = "") {
+    this.notice.hidden = false;
+    this.notice.dataset.level = level;
+    this.notice.dataset.code = code;
+    byId("notice-text").textContent = message;
+  }
+
+  hideNotice() {
+    this.notice.hidden = true;
+  }
+
+  /** @param {number} peak 0..1 */
+  setMicLevel(peak) {
+    this.micLevel.value = peak;
+  }
+
+  /**
+   * @param {{running: boolean, muted: boolean, canStart: boolean}} state
+   */
+  setControls(state) {
+    /** @type {HTMLButtonElement} */ (byId("start")).disabled = state.running || !state.canStart;
+    /** @type {HTMLButtonElement} */ (byId("stop")).disabled = !state.running;
+    const mute = /** @type {HTMLButtonElement} */ (byId("mute"));
+    mute.disabled = !state.running;
+    mute.setAttribute("aria-pressed", String(state.muted));
+    mute.textContent = state.muted ? "Unmute" : "Mute";
+  }
+
+  /** @param {boolean} visible @param {string} [error] */
+  showAuth(visible, error = "") {
+    byId("auth").hidden = !visible;
+    byId("auth-error").textContent = error;
+  }
+}
+
+/**
+ * Session token totals, as the core counts them (`Usage`: `text_in`, `audio_in`, `image_in`,
+ * their `cached_*` subsets, `text_out`, `audio_out`), shown as input (cached) and output.
+ * @param {unknown} tokens
+ * @returns {string}
+ */
+export function formatTokens(tokens) {
+  if (typeof tokens === "number") return tokens.toLocaleString("en");
+  if (!tokens || typeof tokens !== "object") return "–";
+  /** @type {Record<string, unknown>} */
+  const counts = /** @type {any} */ (tokens);
+  /** @param {string[]} names */
+  const sum = (names) => names.reduce((total, name) => total + (Number(counts[name]) || 0), 0);
+  const input = sum(["text_in", "audio_in", "image_in"]);
+  const cached = sum(["cached_text_in", "cached_audio_in", "cached_image_in"]);
+  const output = sum(["text_out", "audio_out"]);
+  const n = (/** @type {number} */ value) => value.toLocaleString("en");
+  return `in ${n(input)} (cached ${n(cached)}) · out ${n(output)}`;
+}

@@ -1,0 +1,101 @@
+"""Client tokens, credential sources, Origin and subprotocol rules (pure)."""
+
+from __future__ import annotations
+
+from realtalk.gateway.auth import (
+    COOKIE_NAME,
+    SUBPROTOCOL_PREFIX,
+    Authenticator,
+    AuthFailure,
+    Principal,
+    origin_allowed,
+    pick_subprotocol,
+)
+
+STATIC = "static-token-0123456789"
+NOW = 1_800_000_000.0
+
+
+def _auth(**kwargs: object) -> Authenticator:
+    options: dict[str, object] = {"static_tokens": (STATIC,), "secret": b"k" * 32, "token_ttl_s": 600}
+    options.update(kwargs)
+    return Authenticator(**options)  # type: ignore[arg-type]
+
+
+def _who(auth: Authenticator, **request: object) -> Principal | AuthFailure:
+    values: dict[str, object] = {
+        "headers": {},
+        "cookies": {},
+        "subprotocols": (),
+        "client_host": "10.0.0.9",
+        "now_s": NOW,
+    }
+    values.update(request)
+    return auth.authenticate(**values)  # type: ignore[arg-type]
+
+
+def test_a_signed_token_is_valid_until_it_expires_and_cannot_be_forged() -> None:
+    auth = _auth()
+    token, expires_at = auth.mint("alice", NOW, ttl_s=60)
+    assert expires_at == NOW + 60
+    assert auth.verify(token, NOW + 59) == Principal("alice", "signed", expires_at)
+    assert isinstance(auth.verify(token, NOW + 60), AuthFailure)
+    assert "expired" in auth.verify(token, NOW + 61).reason  # type: ignore[union-attr]
+    assert isinstance(_auth(secret=b"x" * 32).verify(token, NOW), AuthFailure)
+    head, payload, signature = token.split(".")
+    assert isinstance(auth.verify(f"{head}.{payload}x.{signature}", NOW), AuthFailure)
+    assert isinstance(auth.verify("rt1.a.b.c", NOW), AuthFailure)
+
+
+def test_minted_tokens_never_outlive_the_configured_ttl() -> None:
+    _, expires_at = _auth().mint("bob", NOW, ttl_s=10_000)
+    assert expires_at == NOW + 600
+
+
+def test_a_static_token_names_its_user_by_a_hash_never_the_token() -> None:
+    principal = _auth().verify(STATIC, NOW)
+    assert isinstance(principal, Principal) and principal.method == "static"
+    assert principal.subject.startswith("token:") and STATIC not in principal.subject
+    assert isinstance(_auth().verify("static-token-012345678X", NOW), AuthFailure)
+
+
+def test_credentials_are_read_from_the_header_the_subprotocol_or_the_cookie() -> None:
+    auth = _auth()
+    signed, _ = auth.mint("carol", NOW)
+    assert _who(auth, headers={"authorization": f"Bearer {STATIC}"}).method == "static"  # type: ignore[union-attr]
+    assert _who(auth, subprotocols=["realtime", SUBPROTOCOL_PREFIX + signed]).subject == "carol"  # type: ignore[union-attr]
+    assert _who(auth, cookies={COOKIE_NAME: signed}).subject == "carol"  # type: ignore[union-attr]
+    assert "no credential" in _who(auth).reason  # type: ignore[union-attr]
+    # A bad bearer is not rescued by a good cookie: the first credential decides.
+    assert isinstance(
+        _who(auth, headers={"authorization": "Bearer nope"}, cookies={COOKIE_NAME: signed}), AuthFailure
+    )
+
+
+def test_principal_headers_count_only_when_trusted() -> None:
+    headers = {"x-ms-client-principal-name": "dana@contoso.com"}
+    assert isinstance(_who(_auth(), headers=headers), AuthFailure)
+    assert _who(_auth(trust_principal_header=True), headers=headers) == Principal(
+        "dana@contoso.com", "principal"
+    )
+
+
+def test_without_configuration_the_gateway_is_open_and_users_are_their_address() -> None:
+    open_auth = Authenticator(secret=b"k" * 32)
+    assert not open_auth.configured
+    assert _who(open_auth) == Principal("open:10.0.0.9", "open")
+
+
+def test_origins_must_be_the_gateways_own_or_allowed() -> None:
+    assert origin_allowed(None, "gw:8000", ())
+    assert origin_allowed("http://gw:8000", "gw:8000", ())
+    assert origin_allowed("https://app.example.com/", "gw:8000", ("https://app.example.com",))
+    assert not origin_allowed("https://evil.example", "gw:8000", ("https://app.example.com",))
+    assert not origin_allowed("http://gw:8001", "gw:8000", ())
+    assert not origin_allowed("null", "gw:8000", ())
+
+
+def test_the_answered_subprotocol_never_carries_the_token() -> None:
+    assert pick_subprotocol(["openai-insecure-api-key.t", "realtime"]) == "realtime"
+    assert pick_subprotocol(["openai-insecure-api-key.t", "x"]) == "x"
+    assert pick_subprotocol([]) is None

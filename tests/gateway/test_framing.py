@@ -1,0 +1,133 @@
+"""The fast path's shape checks (pure): exact shapes pass, anything else goes to the full parse."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from realtalk.gateway.framing import b64_decoded_length, match_append, match_audio_delta
+
+AUDIO = base64.b64encode(bytes(range(256)) * 18 + b"\x01").decode()  # 4,609 bytes: "=" padding
+
+
+def sdk_frame(**event: str) -> str:
+    return json.dumps({"type": "input_audio_buffer.append", **event})  # what the SDK sends
+
+
+def test_the_sdk_shape_and_the_ui_shape_take_the_fast_path() -> None:
+    ui = '{"type":"input_audio_buffer.append","audio":"' + AUDIO + '"}'
+    for text in (ui, sdk_frame(audio=AUDIO), sdk_frame(audio=AUDIO, event_id="evt_1")):
+        frame = match_append(text)
+        assert frame is not None and frame.audio_bytes == 4609
+    assert match_append(sdk_frame(audio=AUDIO, event_id="evt_1")).event_id == "evt_1"  # type: ignore[union-attr]
+    compact = '{"type":"input_audio_buffer.append","audio":"' + AUDIO + '","event_id":"e.1:x-y_z"}'
+    assert match_append(compact) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"audio":"AAAA","type":"input_audio_buffer.append"}',  # another key order
+        '{"type":"input_audio_buffer.append","audio":"AAAA","type":"session.update"}',  # a second type
+        '{"type":"input_audio_buffer.append","audio":"AAAA","session":{}}',  # another field
+        '{"type":"input_audio_buffer.append","audio":"AA\\"A"}',  # an escape inside the string
+        '{"type":"input_audio_buffer.append","audio":"AAA"}',  # not a multiple of 4
+        '{"type":"input_audio_buffer.append","audio":"A=AA"}',  # padding in the middle
+        '{"type":"input_audio_buffer.append","audio":"AA-_"}',  # base64url, not base64
+        '{"type":"input_audio_buffer.append","audio":"AAAA"} ',  # trailing whitespace
+        '{"type":"input_audio_buffer.append","audio":"AAAA"}{"type":"session.update"}',  # two objects
+        '{"type":"input_audio_buffer.append","audio":"AAAA","event_id":"a\\"b"}',  # escaped event id
+        '{"type":"input_audio_buffer.append","audio":"AAAA","event_id":1}',  # a number as event id
+        '{"type":"input_audio_buffer.append","audio":"AAAA"',  # unterminated
+        '{"type":"input_audio_buffer.append","audio":"ÄAAA"}',  # non-ASCII
+        ' {"type":"input_audio_buffer.append","audio":"AAAA"}',  # leading whitespace
+        '{"type":"input_audio_buffer.commit"}',
+    ],
+)
+def test_anything_but_the_exact_shapes_goes_to_the_full_parse(text: str) -> None:
+    assert match_append(text) is None
+
+
+PREFIXES = [
+    '{"type":"input_audio_buffer.append","audio":"',
+    '{"type": "input_audio_buffer.append", "audio": "',
+]
+TAILS = [
+    '"}',
+    '","event_id":"e1"}',
+    '", "event_id": "e_2"}',
+    '","type":"session.update"}',
+    '","event_id":"a\\"b"}',
+    '"} ',
+    '","audio":"AAAA"}',
+    '","event_id":"e1","session":{}}',
+]
+
+
+@given(
+    st.sampled_from(PREFIXES),
+    st.binary(max_size=60),
+    st.text(alphabet='"\\,:{}= aA/+', max_size=4),
+    st.sampled_from(TAILS),
+)
+def test_whatever_the_fast_path_accepts_is_exactly_one_append_with_audio_and_maybe_an_event_id(
+    prefix: str, audio: bytes, noise: str, tail: str
+) -> None:
+    text = prefix + base64.b64encode(audio).decode() + noise + tail
+    frame = match_append(text)
+    if frame is None:
+        return
+    event = json.loads(text)  # valid JSON, one object
+    assert event["type"] == "input_audio_buffer.append"
+    assert set(event) <= {"type", "audio", "event_id"}
+    assert len(base64.b64decode(event["audio"], validate=True)) == frame.audio_bytes
+    assert event.get("event_id") == frame.event_id
+    assert text.count('"type"') == 1 and text.count('"audio"') == 1  # no duplicate key behind the parse
+
+
+def test_the_property_above_sees_accepted_frames_too() -> None:
+    assert match_append(PREFIXES[1] + "AAAA" + TAILS[2]) is not None
+
+
+@given(st.binary(max_size=300))
+def test_the_decoded_length_matches_base64_for_any_audio(raw: bytes) -> None:
+    assert b64_decoded_length(base64.b64encode(raw).decode()) == len(raw)
+
+
+def test_an_upstream_audio_delta_gives_its_ids_and_length_without_a_parse() -> None:
+    delta = base64.b64encode(bytes(4800)).decode()
+    compact = json.dumps(
+        {
+            "type": "response.output_audio.delta",
+            "event_id": "event_1",
+            "response_id": "resp_A",
+            "item_id": "item_B",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": delta,
+        },
+        separators=(",", ":"),
+    )
+    frame = match_audio_delta(compact)
+    assert frame is not None and (frame.item_id, frame.response_id, frame.audio_bytes) == (
+        "item_B",
+        "resp_A",
+        4800,
+    )
+    spaced = json.dumps(
+        {
+            "type": "response.output_audio.delta",
+            "delta": delta[:-4] + "AA==",
+            "item_id": "i",
+            "response_id": "r",
+        }
+    )
+    frame = match_audio_delta(spaced)
+    assert frame is not None and (frame.item_id, frame.response_id, frame.audio_bytes) == ("i", "r", 4798)
+    assert match_audio_delta('{"type":"response.output_audio.delta","delta":"AAAA","item_id":"i"}') is None
+    assert match_audio_delta('{"type":"response.output_audio.done","item_id":"i","response_id":"r"}') is None
+    assert match_audio_delta('{"event_id":"e","type":"response.output_audio.delta","delta":"AAAA"}') is None

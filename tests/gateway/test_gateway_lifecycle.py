@@ -1,0 +1,111 @@
+"""One side closing closes the other with a reason; graceful shutdown lets replies finish."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from realtalk.emulator import Faults, parse_scenario
+
+from .conftest import b64, text_turn
+
+LONG_REPLY = " ".join(["This reply is long enough to be in flight when the server is asked to stop."] * 4)
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_an_upstream_session_expiry_reaches_the_client_as_1001_with_the_reason(
+    emulator, gateway, client
+) -> None:
+    async with emulator(session_limit_s=0.3) as emu, gateway(emu) as gw, client(gw, ui=True) as c:
+        code, reason = await c.closed()
+        assert code == 1001 and reason.startswith("Your session hit the maximum duration")
+        expired = next(e["error"] for e in c.events if e["type"] == "error")
+        assert expired["code"] == "session_expired"  # the server's own error event is forwarded first
+        notice = next(e for e in c.events if e["type"] == "realtalk.notice")
+        assert (notice["code"], notice["message"]) == ("upstream_closed", reason)
+
+
+async def test_an_unreachable_upstream_closes_the_client_with_1011_and_why(gateway, client) -> None:
+    endpoint = f"http://127.0.0.1:{_unused_port()}"
+    async with gateway(None, azure_openai_endpoint=endpoint) as gw, client(gw) as c:
+        code, reason = await c.closed()
+        assert code == 1011 and reason.startswith("upstream unavailable: ")
+
+
+async def test_an_upstream_that_drops_closes_the_client_with_1011(emulator, gateway, client) -> None:
+    async with emulator(faults=Faults(drop_after_s=0.2)) as emu, gateway(emu) as gw, client(gw) as c:
+        code, reason = await c.closed()
+        assert (code, reason) == (1011, "upstream connection lost (1006)")
+
+
+async def test_a_client_that_leaves_closes_the_upstream_with_1000(emulator, gateway, sdk) -> None:
+    async with emulator() as emu, gateway(emu) as gw:
+        async with sdk(gw) as conn:
+            assert (await conn.recv()).type == "session.created"
+            (session,) = gw.state.sessions
+        await session.closed.wait()
+        record = emu.stats.sessions[0]
+        assert (record.close_code, record.close_reason) == (1000, "client disconnected")
+        assert gw.state.admissions.active == 0 and not gw.state.sessions
+
+
+async def test_shutdown_tells_clients_lets_the_reply_finish_then_closes_with_1001(
+    emulator, gateway, client
+) -> None:
+    scenario = parse_scenario({"turns": [{"say": LONG_REPLY}]})
+    async with emulator(pace=10.0, scenario=scenario) as emu, gateway(emu, gateway_drain_s=10) as gw:
+        async with client(gw, ui=True) as c:
+            for event in text_turn("talk to me"):
+                await c.send(event)
+            await c.until("response.output_audio.delta")
+            stopping = asyncio.create_task(gw.stop())
+            notice = await c.until("realtalk.notice")
+            assert notice["code"] == "server_shutting_down"
+            # While draining: no new turn (no audio, no response.create).
+            await c.send('{"type":"input_audio_buffer.append","audio":"' + b64(bytes(4800)) + '"}')
+            assert (await c.error())["code"] == "server_shutting_down"
+            await c.send({"type": "response.create", "event_id": "evt_late"})
+            late = await c.error()
+            assert (late["code"], late["event_id"]) == ("server_shutting_down", "evt_late")
+            done = await c.until("response.done")
+            assert done["response"]["status"] == "completed"
+            code, reason = await c.closed()
+            assert (code, reason) == (1001, "server shutting down")
+            await stopping
+        assert [e.get("event_id") for e in emu.stats.events_received("response.create")] == [None]
+        assert emu.stats.events_received("input_audio_buffer.append") == []
+        await emu.stats.wait_for(lambda s: s.sessions[0].closed)
+        assert emu.stats.sessions[0].close_code == 1000
+
+
+async def test_shutdown_does_not_wait_longer_than_its_bound(emulator, gateway, client) -> None:
+    scenario = parse_scenario({"turns": [{"say": LONG_REPLY * 4}]})
+    async with emulator(pace=1.0, scenario=scenario) as emu, gateway(emu, gateway_drain_s=0.2) as gw:
+        async with client(gw) as c:
+            for event in text_turn("talk to me"):
+                await c.send(event)
+            await c.until("response.output_audio.delta")
+            stopping = asyncio.create_task(gw.stop())
+            code, reason = await c.closed()
+            assert (code, reason) == (1001, "server shutting down")
+            assert "response.done" not in c.types()
+            await stopping
+
+
+async def test_a_draining_gateway_refuses_new_clients(emulator, gateway, client) -> None:
+    async with emulator() as emu, gateway(emu) as gw, client(gw) as c:
+        await c.until("session.created")
+        gw.state.draining = True
+        with pytest.raises(InvalidStatus) as refused:
+            async with client(gw):
+                pass
+        assert refused.value.response.status_code == 503
+        assert emu.stats.handshakes == 1
