@@ -31,7 +31,7 @@ from realtalk.emulator.runner import Emulator
 from realtalk.emulator.scenario import parse_scenario
 from realtalk.errors import HandshakeRejected
 from realtalk.protocol import AgentProfile
-from realtalk.protocol.app_events import ResponseFinished, SpeechStarted
+from realtalk.protocol.app_events import ResponseFinished, SpeechStarted, SpeechStopped
 from realtalk.protocol.endpoint import resolve_endpoint
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -128,6 +128,7 @@ async def test_barge_in_stops_the_output_and_truncates_at_the_samples_actually_p
     mic = wav("question") + silence(3000) + wav("stop")
     played_at_speech_start: dict[str, int] = {}
     sink_at_speech_start: list[int] = []
+    sink_at_speech_stop: list[int] = []
 
     async with rig(replies=[{"say": LONG_REPLY}]) as r, voice(r, MemorySource(mic)) as (loop, sink):
 
@@ -137,11 +138,14 @@ async def test_barge_in_stops_the_output_and_truncates_at_the_samples_actually_p
                 if item is not None:
                     played_at_speech_start[item.item_id] = loop.playback.played_samples(item.item_id)
                     sink_at_speech_start.append(sink.samples_written)
+            elif isinstance(event, SpeechStopped) and sink_at_speech_start and not sink_at_speech_stop:
+                # No new reply can start before the user stops: the window that must be silent.
+                sink_at_speech_stop.append(sink.samples_written)
 
         # Handlers see each event in turn: SpeechStarted reaches this one before FlushPlayback is sent.
         r.session.on_event(on_event)
         await r.until(lambda: bool(r.emulator.stats.events_received("conversation.item.truncate")))
-        await r.until(lambda: bool(finished(r)))
+        await r.until(lambda: bool(finished(r)) and bool(sink_at_speech_stop))
 
     [(item_id, played_before)] = played_at_speech_start.items()
     played_total = loop.playback.played_samples(item_id)
@@ -159,7 +163,9 @@ async def test_barge_in_stops_the_output_and_truncates_at_the_samples_actually_p
     assert reply.cut and 0 < len(reply.text) < len(LONG_REPLY)
     assert loop.stats.flushes == 1
     # From one block after speech_started on, only silence reached the speaker.
-    after_flush = np.frombuffer(sink.pcm, dtype="<i2")[sink_at_speech_start[0] + BLOCK :]
+    after_flush = np.frombuffer(sink.pcm, dtype="<i2")[
+        sink_at_speech_start[0] + BLOCK : sink_at_speech_stop[0]
+    ]
     assert after_flush.size > 0 and np.count_nonzero(after_flush) == 0
 
 
