@@ -30,6 +30,11 @@ def test_without_a_file_the_default_agent_allows_voice_and_turn_detection() -> N
     assert "instructions" not in profile.client_adjustable
 
 
+def test_the_default_agent_transcribes_the_user_so_the_page_shows_both_sides() -> None:
+    transcription = load_profile(None).agent.transcription
+    assert transcription is not None and transcription.model == "gpt-4o-mini-transcribe"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -55,7 +55,14 @@ from realtalk.emulator import Emulator, EmulatorConfig
 from realtalk.errors import ConfigError, ConnectionClosed, HandshakeRejected, RealtalkError
 from realtalk.protocol.cost import prices_for
 from realtalk.protocol.endpoint import ResolvedEndpoint, resolve_endpoint
-from realtalk.protocol.session_config import VOICES, AgentProfile, InputTranscription, SemanticVad, ServerVad
+from realtalk.protocol.session_config import (
+    DEFAULT_TRANSCRIPTION_MODEL,
+    VOICES,
+    AgentProfile,
+    InputTranscription,
+    SemanticVad,
+    ServerVad,
+)
 from realtalk.settings import Settings, load_settings, resolve_connection
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "talk"]
@@ -212,7 +219,7 @@ def talk(
             help="Model (on Azure: deployment) that transcribes what you say, for the transcript; "
             "'none' turns transcription off.",
         ),
-    ] = "gpt-4o-mini-transcribe",
+    ] = DEFAULT_TRANSCRIPTION_MODEL,
     vad: Annotated[
         VadMode,
         typer.Option(

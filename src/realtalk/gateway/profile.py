@@ -25,7 +25,8 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from realtalk.errors import ConfigError
-from realtalk.protocol import AgentProfile
+from realtalk.protocol import AgentProfile, InputTranscription
+from realtalk.protocol.session_config import DEFAULT_TRANSCRIPTION_MODEL
 
 __all__ = [
     "ADJUSTABLE_SETTINGS",
@@ -110,9 +111,8 @@ def load_profile(path: Path | None) -> GatewayProfile:
         ConfigError: the file cannot be read, is not TOML, or holds an invalid profile.
     """
     if path is None:
-        return GatewayProfile(
-            AgentProfile(), frozenset(DEFAULT_CLIENT_ADJUSTABLE), "built-in default profile"
-        )
+        agent = AgentProfile(transcription=InputTranscription(model=DEFAULT_TRANSCRIPTION_MODEL))
+        return GatewayProfile(agent, frozenset(DEFAULT_CLIENT_ADJUSTABLE), "built-in default profile")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

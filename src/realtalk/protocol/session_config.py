@@ -242,6 +242,11 @@ class SemanticVad:
         }
 
 
+# The default input transcription of realtalk's front ends (talk, serve): live user transcripts
+# are one of the first things users ask for. On Azure it names a deployment of that model.
+DEFAULT_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
+
+
 @dataclass(frozen=True)
 class InputTranscription:
     """Transcription of the user's audio (on Azure ``model`` is a deployment name)."""
