@@ -545,8 +545,7 @@ class ClientProtocol:
         self._latency.audio_received(response_id, now_s)
         if response_id in self._silenced or item_id in self._flush_pending:
             return False
-        item = self.conversation.item(item_id)
-        return not (item is not None and item.cut)
+        return not self.conversation.is_cut(item_id)
 
     def _on_response_created(self, event: ResponseCreatedEvent) -> None:
         response_id = event.response.id

@@ -318,6 +318,11 @@ class Conversation:
         item = self._items.get(item_id)
         return item.view() if item else None
 
+    def is_cut(self, item_id: str) -> bool:
+        """Whether the item was cut by a barge-in (cheap: called for every audio delta)."""
+        item = self._items.get(item_id)
+        return item is not None and item.cut
+
     def transcript_lines(self) -> tuple[TranscriptLine, ...]:
         """User and assistant message lines in conversation order, cut items showing what was heard."""
         lines = []
