@@ -55,3 +55,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No realtalk configuration from the developer's shell or a ``.env`` in the checkout: clears
+    ``realtalk.testing.configuration_variables()`` and runs the test in its ``tmp_path``."""
+    from realtalk.testing import configuration_variables
+
+    for name in configuration_variables():
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

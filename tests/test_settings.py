@@ -13,7 +13,7 @@ from realtalk.errors import ConfigError
 from realtalk.settings import Settings, credential_for, load_settings, resolve_connection
 
 SECRET = "k3y-that-must-never-be-printed-0123456789"
-VARIABLES = (
+SETTING_VARIABLES = (
     "AZURE_OPENAI_ENDPOINT",
     "AZURE_OPENAI_DEPLOYMENT_NAME",
     "AZURE_OPENAI_API_KEY",
@@ -27,10 +27,8 @@ VARIABLES = (
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
+def _isolated(isolated_env: Path) -> None:
+    """No Azure settings or .env from the developer's checkout."""
 
 
 def write_env(tmp_path: Path, text: str) -> Path:
@@ -106,7 +104,7 @@ def test_no_env_file_means_only_the_environment(tmp_path: Path) -> None:
 
 
 def test_empty_environment_values_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in VARIABLES:
+    for name in SETTING_VARIABLES:
         monkeypatch.setenv(name, "")
     settings = load_settings()
     assert settings.azure_openai_endpoint is None

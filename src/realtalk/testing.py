@@ -19,7 +19,8 @@ Everything realtalk's own tests use, in one place:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from realtalk.audio.duplex import DuplexBlock, VirtualDuplex
@@ -48,6 +49,7 @@ __all__ = [
     "VoiceLoop",
     "WavSink",
     "WavSource",
+    "configuration_variables",
     "connect_to_emulator",
     "parse_scenario",
     "read_wav",
@@ -64,3 +66,21 @@ async def connect_to_emulator(
     endpoint = resolve_endpoint(emulator.http_base_url, deployment)
     async with RealtimeSession(endpoint, ApiKeyCredential(key, style="bearer"), profile=profile) as session:
         yield session
+
+
+# What a developer's shell may hold that would leak into a test: realtalk's own settings, proxies
+# (they change the network path) and the variables that change how Rich renders.
+_CONFIGURATION_PREFIXES = ("AZURE_OPENAI_", "OPENAI_", "REALTALK_")
+_ALSO_CLEARED = frozenset(
+    {"FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE"}
+    | {f"{scheme}_proxy" for scheme in ("http", "https", "all", "ws", "wss", "no")}
+    | {f"{scheme}_PROXY" for scheme in ("HTTP", "HTTPS", "ALL", "WS", "WSS", "NO")}
+)
+
+
+def configuration_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Names in ``environ`` (default ``os.environ``) a test should clear so it cannot pick up the
+    developer's Azure settings: ``AZURE_OPENAI_*``, ``OPENAI_*``, ``REALTALK_*``, proxies and
+    terminal-rendering variables."""
+    names = os.environ if environ is None else environ
+    return [name for name in names if name.startswith(_CONFIGURATION_PREFIXES) or name in _ALSO_CLEARED]

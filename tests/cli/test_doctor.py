@@ -25,25 +25,6 @@ from realtalk.errors import ConfigError
 from realtalk.protocol.endpoint import resolve_endpoint
 
 SECRET = "s3cret-key-0123456789abcdef0123"
-VARIABLES = (
-    "AZURE_OPENAI_ENDPOINT",
-    "AZURE_OPENAI_DEPLOYMENT_NAME",
-    "AZURE_OPENAI_API_KEY",
-    "OPENAI_API_KEY",
-    "REALTALK_PRICING_MODEL",
-    "REALTALK_PRICES",
-    "REALTALK_ENTRA_SCOPE",
-    "REALTALK_LOG_LEVEL",
-    "REALTALK_CONNECT_TIMEOUT_S",
-    "FORCE_COLOR",
-    "TTY_COMPATIBLE",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-)
 
 
 def doctor_app() -> typer.Typer:
@@ -53,10 +34,8 @@ def doctor_app() -> typer.Typer:
 
 
 @pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)  # no .env from the developer's checkout
+def _isolated(isolated_env: Path) -> None:
+    """No Azure settings or .env from the developer's checkout."""
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, endpoint: str, deployment: str = "rt") -> None:

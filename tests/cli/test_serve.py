@@ -15,15 +15,8 @@ app.command()(serve)
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)  # no .env
-    for name in (
-        "AZURE_OPENAI_ENDPOINT",
-        "REALTALK_GATEWAY_TOKENS",
-        "REALTALK_GATEWAY_SECRET",
-        "REALTALK_GATEWAY_HOST",
-    ):
-        monkeypatch.delenv(name, raising=False)
+def _isolated(isolated_env: Path) -> None:
+    """No Azure or gateway settings or .env from the developer's checkout."""
 
 
 def test_serve_refuses_a_public_address_without_client_authentication() -> None:

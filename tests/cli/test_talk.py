@@ -32,23 +32,12 @@ from typer.testing import CliRunner, Result
 from realtalk.cli.talk import Eagerness, VadMode, build_profile, talk
 from realtalk.emulator import Emulator, EmulatorConfig
 from realtalk.protocol.session_config import SemanticVad, ServerVad
+from realtalk.testing import configuration_variables
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 QUESTION = FIXTURES / "question.wav"
 MANIFEST: dict[str, Any] = json.loads((FIXTURES / "manifest.json").read_text())
 SPEED = "6"
-VARIABLES = (
-    "AZURE_OPENAI_ENDPOINT",
-    "AZURE_OPENAI_DEPLOYMENT_NAME",
-    "AZURE_OPENAI_API_KEY",
-    "OPENAI_API_KEY",
-    "REALTALK_PRICING_MODEL",
-    "REALTALK_PRICES",
-    "REALTALK_LOG_LEVEL",
-    "REALTALK_CONNECT_TIMEOUT_S",
-    "FORCE_COLOR",
-    "TTY_COMPATIBLE",
-)
 # The command on its own Typer app, for subprocesses.
 APP = "import typer; from realtalk.cli.talk import talk; app = typer.Typer(); app.command()(talk); app()"
 LOUD = 500  # |sample| above this is sound, not silence or dither
@@ -68,14 +57,14 @@ def run_talk(*args: str, stdin: str = "") -> Result:
 
 
 def isolate(monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
-    for name in VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+    for name in configuration_variables():
+        monkeypatch.delenv(name)
     monkeypatch.chdir(workdir)  # no .env from the developer's checkout
 
 
 @pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate(monkeypatch, tmp_path)
+def _isolated(isolated_env: Path) -> None:
+    """No Azure settings or .env from the developer's checkout."""
 
 
 @contextmanager
@@ -296,7 +285,8 @@ async def test_an_unrecoverable_401_exits_1_with_one_line_and_no_traceback(tmp_p
 
 def test_ctrl_c_closes_the_files_and_prints_the_summary(tmp_path: Path) -> None:
     out = tmp_path / "out.wav"
-    env = {key: value for key, value in os.environ.items() if key not in VARIABLES}
+    cleared = set(configuration_variables())
+    env = {key: value for key, value in os.environ.items() if key not in cleared}
     process = subprocess.Popen(
         [sys.executable, "-c", APP, "--input-wav", str(QUESTION), "--output-wav", str(out)],
         env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
