@@ -146,8 +146,9 @@ class ClientProtocol:
         well inside the 28,672-token input window), so a long session does not fill the new context.
         """
         self.costs = previous.costs
-        lines = [line for line in previous.conversation.transcript_lines() if line.text.strip()]
-        lines.extend(previous._replay_unsent())
+        # History ``previous`` was itself still to replay (its connection died first) is older.
+        lines = [*previous._replay]
+        lines.extend(line for line in previous.conversation.transcript_lines() if line.text.strip())
         kept: list[TranscriptLine] = []
         budget = REPLAY_MAX_CHARS
         for line in reversed(lines):
@@ -156,10 +157,6 @@ class ClientProtocol:
                 break
             kept.append(line)
         self._replay = kept[::-1]
-
-    def _replay_unsent(self) -> list[TranscriptLine]:
-        # Lines we were still going to replay when this connection died too.
-        return list(self._replay)
 
     def _send_replay(self) -> None:
         for line in self._replay:
