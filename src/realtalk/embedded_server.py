@@ -8,14 +8,21 @@ their uvicorn options; the gateway also passes ``before_shutdown`` to drain live
 Changes to uvicorn, all of them about running embedded and carrying audio:
 
 * it polls for "stop" every 100 ms and waits for connections in 100 ms steps: fine for a service,
-  slow for hundreds of test servers, so a stop request wakes it at once;
+  slow for hundreds of test servers, so a stop request (or SIGTERM) wakes it at once, and it ticks
+  once a second;
 * it leaves the process's signal handlers alone unless told to own them (the CLI commands do);
 * its websockets protocol pauses and resumes the socket around every received message, two system
   calls per audio frame: here reading pauses only when ``READ_AHEAD_MESSAGES`` wait for the app
   (the queue stays bounded);
 * after an app refuses the upgrade with an HTTP response (the ASGI "websocket.http.response"
   extension: 401, 404, ...), it logs "ASGI callable returned without completing handshake" at
-  ERROR although the response went out; the refusal ends the handshake, so it is marked complete.
+  ERROR although the response went out; the refusal ends the handshake, so it is marked complete;
+* **direct WebSockets**: every WebSocket scope carries ``scope["extensions"][DIRECT_WEBSOCKET]``, a
+  ``DirectWebSocket``. An app that accepts through it instead of the ASGI ``websocket.accept`` gets
+  the connection's frames as synchronous callbacks on a ``FrameSink`` and writes frames straight to
+  the socket (``websocket_frames``): no ASGI message, queue or task switch per frame. The gateway
+  relays audio this way (bench/gateway.py); under another ASGI server the extension is absent and
+  it falls back to plain ASGI. Routing, authentication and the upgrade stay FastAPI's and uvicorn's.
 """
 
 from __future__ import annotations
@@ -25,17 +32,234 @@ import contextlib
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Protocol, Self
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-__all__ = ["READ_AHEAD_MESSAGES", "EmbeddedApp"]
+from realtalk.websocket_frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameError,
+    FrameReader,
+    close_payload,
+    encode_frame,
+    parse_close,
+)
+
+__all__ = ["DIRECT_WEBSOCKET", "READ_AHEAD_MESSAGES", "DirectWebSocket", "EmbeddedApp", "FrameSink"]
 
 READ_AHEAD_MESSAGES = 4
+DIRECT_WEBSOCKET: Final = "realtalk.direct_websocket"
+
+
+class FrameSink(Protocol):
+    """What receives a direct WebSocket's traffic. Called synchronously from the event loop."""
+
+    def client_text(self, text: str, data: bytes) -> None:
+        """A text message: decoded, and the UTF-8 bytes it came as (to forward without encoding)."""
+
+    def client_binary(self, data: bytes) -> None:
+        """A binary message."""
+
+    def client_closed(self, code: int, reason: str) -> None:
+        """The peer closed (its code; 1006 when the connection was lost without a close frame),
+        or the connection failed a protocol check. Called once; nothing follows it."""
+
+    def client_writable(self, writable: bool) -> None:
+        """The socket's write buffer went above (``False``) or back below (``True``) its limit."""
+
+
+class _Pong:
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class DirectWebSocket:
+    """One upgraded connection's frames without ASGI (see the module docstring)."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: _WebSocketProtocol) -> None:
+        self._protocol = protocol
+
+    def accept(self, sink: FrameSink, subprotocol: str | None = None) -> None:
+        """Complete the upgrade (like ASGI's ``websocket.accept``) and deliver frames to ``sink``."""
+        self._protocol.direct_accept(sink, subprotocol)
+
+    def send_text(self, data: bytes) -> None:
+        """Send one text message (UTF-8 ``data``); dropped once the connection is closing."""
+        protocol = self._protocol
+        if not protocol.close_sent and not protocol.disconnected:
+            protocol.transport.write(encode_frame(OP_TEXT, data))
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake (the socket closes on the peer's answer, or after a timeout)."""
+        self._protocol.direct_close(code, reason)
+
+    def pause_reading(self) -> None:
+        protocol = self._protocol
+        if not protocol.read_paused and not protocol.disconnected:
+            protocol.read_paused = True
+            protocol.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        protocol = self._protocol
+        if protocol.read_paused and not protocol.disconnected:
+            protocol.read_paused = False
+            protocol.transport.resume_reading()
+
+    @property
+    def closed(self) -> bool:
+        """Whether nothing more can be sent (closing, closed, or lost)."""
+        return self._protocol.close_sent or self._protocol.disconnected
 
 
 class _WebSocketProtocol(WebSocketsSansIOProtocol):
+    _sink: FrameSink | None = None
+    _reader: FrameReader | None = None
+    _sink_told = False
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None and not self.close_sent:
+            scope["extensions"][DIRECT_WEBSOCKET] = DirectWebSocket(self)
+
+    # -- direct mode ------------------------------------------------------------------------------
+
+    def direct_accept(self, sink: FrameSink, subprotocol: str | None) -> None:
+        if self.handshake_complete or self.disconnected or self.transport.is_closing():
+            raise RuntimeError("the WebSocket was already accepted, refused or lost")
+        headers = [
+            (name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in self.default_headers
+        ]
+        if subprotocol:
+            headers.append(("Sec-WebSocket-Protocol", subprotocol))
+        del self.response.headers["Date"]
+        self.response.headers.update(headers)
+        self.handshake_complete = True
+        self.conn.send_response(self.response)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.start_keepalive()
+        self._sink = sink
+        self._reader = FrameReader(self.config.ws_max_size)
+        # A client may not send frames before the 101 (RFC 6455 §4.1), but one that did had them
+        # parsed by websockets already: hand them over, then the bytes it holds, in order.
+        early: list[Any] = []
+        while not self.queue.empty():
+            early.append(self.queue.get_nowait())
+        leftover = bytes(self.conn.reader.buffer)
+        self.conn.reader.buffer.clear()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        for message in early:
+            if message.get("type") == "websocket.receive":
+                text = message.get("text")
+                if text is not None:
+                    sink.client_text(text, text.encode())
+                else:
+                    sink.client_binary(message.get("bytes") or b"")
+        if leftover:
+            self.data_received(leftover)
+
+    def direct_close(self, code: int, reason: str) -> None:
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return
+        self.transport.write(encode_frame(OP_CLOSE, close_payload(code, reason)))
+        self.close_sent = True
+        self._sink_told = True  # the app closed: it needs no callback about it
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        sink = self._sink
+        reader = self._reader
+        if sink is None or reader is None:
+            super().data_received(data)
+            return
+        try:
+            messages = reader.feed(data)
+        except FrameError as exc:
+            self._fail(exc.code, exc.reason)
+            return
+        for opcode, payload in messages:
+            if opcode == OP_TEXT:
+                if self.close_sent:
+                    continue  # the app is past its close: discard, keep reading for the answer
+                try:
+                    text = payload.decode()
+                except UnicodeDecodeError:
+                    self._fail(1007, "a text message that is not UTF-8")
+                    return
+                sink.client_text(text, payload)
+            elif opcode == OP_BINARY:
+                if not self.close_sent:
+                    sink.client_binary(payload)
+            elif opcode == OP_PING:
+                if not self.close_sent:
+                    self.transport.write(encode_frame(OP_PONG, payload))
+            elif opcode == OP_PONG:
+                self.handle_pong(_Pong(payload))  # type: ignore[arg-type]  # uvicorn's keepalive
+            elif opcode == OP_CLOSE:
+                self._close_received(payload)
+                return
+
+    def _close_received(self, payload: bytes) -> None:
+        if self.close_sent:
+            # The answer to our close: the closing handshake is complete.
+            if self.close_timer is not None:
+                self.close_timer.cancel()
+                self.close_timer = None
+            self.transport.close()
+            return
+        try:
+            code, reason = parse_close(payload)
+        except FrameError as exc:
+            self._fail(exc.code, exc.reason)
+            return
+        self.transport.write(encode_frame(OP_CLOSE, payload[:2]))
+        self.close_sent = True
+        self.transport.close()
+        self._tell_sink(code, reason)
+
+    def _fail(self, code: int, reason: str) -> None:
+        if not self.close_sent and not self.transport.is_closing():
+            self.transport.write(encode_frame(OP_CLOSE, close_payload(code, reason)))
+        self.close_sent = True
+        self.transport.close()
+        self._tell_sink(code, reason)
+
+    def _tell_sink(self, code: int, reason: str) -> None:
+        sink = self._sink
+        if sink is not None and not self._sink_told:
+            self._sink_told = True
+            sink.client_closed(code, reason)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._tell_sink(1006, "connection lost")
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._sink is not None and not self._sink_told:
+            self._sink.client_writable(False)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._sink is not None and not self._sink_told:
+            self._sink.client_writable(True)
+
+    # -- ASGI mode --------------------------------------------------------------------------------
+
     def send_receive_event_to_app(self) -> None:
         data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
         self.frames = []
@@ -82,6 +306,7 @@ class _Server(uvicorn.Server):
         self._name = name
         self.stop_requested = asyncio.Event()
         self.ready = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -95,12 +320,20 @@ class _Server(uvicorn.Server):
         else:
             yield
 
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        if self._loop is not None:
+            # From a signal handler: wake the loop through its self-pipe.
+            self._loop.call_soon_threadsafe(self.stop_requested.set)
+
     async def main_loop(self) -> None:
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 1) % 864_000
+        # uvicorn ticks every 100 ms to refresh its Date header (each 10th tick) and to notice a
+        # stop; here a stop wakes the loop at once, so one tick a second does both (idle CPU).
+        self._loop = asyncio.get_running_loop()
+        while not await self.on_tick(0):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop_requested.wait(), timeout=0.1)
+                async with asyncio.timeout(1.0):
+                    await self.stop_requested.wait()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:

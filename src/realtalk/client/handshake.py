@@ -281,10 +281,20 @@ def _proxy_ok(proxy: str) -> ProbeStep:
 
 
 def describe_rejection(exc: InvalidStatus, endpoint: ResolvedEndpoint) -> str:
-    status = exc.response.status_code
-    body = _body_text(exc.response.body)
+    """One sentence on a refused upgrade (websockets' ``InvalidStatus``): what to check."""
+    response = exc.response
+    return describe_refusal(
+        response.status_code, response.body, response.headers.get("apim-request-id"), endpoint
+    )
+
+
+def describe_refusal(
+    status: int, body_bytes: bytes | None, request_id: str | None, endpoint: ResolvedEndpoint
+) -> str:
+    """One sentence on an upgrade refused with HTTP ``status``: what to check, and what the server
+    said (its JSON error message, shortened) with Azure's ``apim-request-id`` for a support case."""
+    body = _body_text(body_bytes)
     said = f" (the server said: {body})" if body else ""
-    request_id = exc.response.headers.get("apim-request-id")
     said += f" [apim-request-id {request_id}]" if request_id else ""
     if status == 401:
         if endpoint.provider == "openai":

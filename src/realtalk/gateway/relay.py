@@ -5,19 +5,27 @@ Theory of operation (issue 5, item 3; lessons.md mistakes 1, 5, 15):
 * The client was authenticated and admitted before this object exists; the upstream socket is
   opened only now, with the server's credential. If that fails the client is closed with 1011
   ``upstream unavailable: ...``.
-* Three tasks run per session: the **client pump** (client → upstream), the **upstream pump**
-  (upstream → client) and a **watchdog** (idle and duration limits, and end requests). The first
-  to finish ends the session; the others are cancelled (never two gathered pumps where one side
-  hangs). Why it ended is one ``Ending`` (first one wins): the close code and reason for each side,
-  plus an ``error`` event and a ``realtalk.notice`` the client is told first.
+* **Frames are relayed in callbacks, not pumps.** The client's frames arrive on ``client_text``
+  (``embedded_server.DirectWebSocket``: uvicorn's socket, no ASGI message per frame) and the
+  upstream's on ``_UpstreamListener`` (a ``picows`` connection); each is handled to the end and
+  written to the other socket synchronously. No task switch, queue or lock per frame: that is what
+  makes a frame through the gateway cost less than half of one through a naive relay
+  (bench/gateway.py). Flow control is the sockets' own: when one side's write buffer is full, the
+  other side's reading pauses until it drains.
+* One task per session, the **supervisor**, waits for the end: a side closing, a limit (idle,
+  duration, no ``session.created`` in time), the budget, or a shutdown. Why it ended is one
+  ``Ending`` (first one wins): the close code and reason for each side, plus an ``error`` event and
+  a ``realtalk.notice`` the client is told first. After the end no frame is relayed.
 * A per-session ``ClientProtocol`` (built with the profile) sees every upstream event and the
   client's audio timeline: it sends the authoritative ``session.update`` when ``session.created``
   arrives, prices every ``response.done`` (the budget), and turns the UI's playback reports into
-  ``conversation.item.truncate``. Client events wait until that update went upstream (the client
-  pump holds the one frame it read, so nothing queues up: the socket's own buffers push back).
-* Fast path: audio appends and audio deltas that match framing.py are forwarded as the same text;
-  every other frame is parsed once (``json.loads``), checked (policy.py), and forwarded as the text
+  ``conversation.item.truncate``. Client events are held until that update went upstream (after
+  ``_HOLD_FRAMES`` held, reading from the client pauses).
+* Fast path: audio appends and audio deltas that match framing.py are forwarded as the same bytes;
+  every other frame is parsed once (``json.loads``), checked (policy.py), and forwarded as the bytes
   that arrived, except ``session.created``/``session.updated``, which are re-serialised redacted.
+* Under another ASGI server than realtalk's (no direct WebSocket), ``_AsgiChannel`` gives the same
+  callbacks through ASGI messages: slower, same behaviour.
 * Nothing here is shared with other sessions except the read-only services and the metrics.
 """
 
@@ -31,15 +39,13 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
+from picows import WSCloseCode, WSError, WSFrame, WSListener, WSMsgType, WSTransport
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed as UpstreamClosed
-from websockets.exceptions import InvalidHandshake
-from websockets.exceptions import WebSocketException as UpstreamError
 
-from realtalk.errors import LocalProtocolError, RealtalkError
+from realtalk.embedded_server import DIRECT_WEBSOCKET, DirectWebSocket, FrameSink
+from realtalk.errors import LocalProtocolError
 from realtalk.gateway import extension
 from realtalk.gateway.config import GatewayConfig
 from realtalk.gateway.extension import FLUSHED, PLAYBACK, NoticeLevel, PlaybackReport, parse_playback_report
@@ -48,7 +54,7 @@ from realtalk.gateway.limits import EventRateLimiter
 from realtalk.gateway.logs import SessionLog
 from realtalk.gateway.metrics import CLIENT_TO_UPSTREAM, UPSTREAM_TO_CLIENT, GatewayMetrics
 from realtalk.gateway.policy import ClientEventPolicy, Refusal, error_event, redact_session_event
-from realtalk.gateway.upstream import Upstream
+from realtalk.gateway.upstream import UPSTREAM_ERRORS, Upstream
 from realtalk.protocol import (
     AUDIO_FORMATS,
     ClientProtocol,
@@ -69,6 +75,10 @@ _RESERVED_CLOSE_CODES: Final = frozenset({1004, 1005, 1006, 1015})
 _MAX_REASON_BYTES: Final = 123
 _CORE_EVENT_IDS_KEPT: Final = 64
 _LATENCY_WINDOW_CHUNKS: Final = 500
+_HOLD_FRAMES: Final = 8
+_ASGI_OUTBOX_HIGH: Final = 256
+_ASGI_OUTBOX_LOW: Final = 64
+_ASGI_CLOSE_WAIT_S: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -94,10 +104,6 @@ class Ending:
     notice: tuple[NoticeLevel, str, str] | None = None
 
 
-class _Stop(Exception):
-    """Unwinds a pump once the session's ending is decided."""
-
-
 def close_reason(text: str) -> str:
     """``text`` cut to the 123 bytes a close frame's reason may hold."""
     encoded = text.encode("utf-8")
@@ -106,7 +112,18 @@ def close_reason(text: str) -> str:
     return encoded[: _MAX_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
 
 
-class GatewaySession:
+class ClientChannel(Protocol):
+    """The client's side of a session, as the session uses it (see ``DirectWebSocket``)."""
+
+    def send_text(self, data: bytes) -> None: ...
+    def close(self, code: int, reason: str) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+
+
+class GatewaySession(FrameSink):
     """One client connection through the gateway; ``await run()`` serves it to the end."""
 
     def __init__(self, services: SessionServices, websocket: WebSocket, subject: str, *, ui: bool) -> None:
@@ -115,8 +132,12 @@ class GatewaySession:
         self.ui = ui
         self._svc = services
         self._limits = services.config.limits
+        self._max_chars = self._limits.max_message_bytes
         self._ws = websocket
-        self._upstream: ClientConnection | None = None
+        self._client: ClientChannel | None = None
+        self._asgi: _AsgiChannel | None = None
+        self._upstream: WSTransport | None = None
+        self._upstream_close: tuple[int, str] | None = None
         self._core = ClientProtocol(
             profile=services.config.profile.agent,
             prices=services.config.prices,
@@ -127,7 +148,9 @@ class GatewaySession:
         self._limiter = EventRateLimiter(self._limits.max_events_per_s, self._limits.event_burst, now)
         self._started_s = now
         self._last_client_s = now
-        self._configured = asyncio.Event()
+        self._configured = False
+        self._held: list[tuple[str, bytes, float]] = []
+        self._client_paused: set[str] = set()
         self._end_requested = asyncio.Event()
         self._ending: Ending | None = None
         self._draining = False
@@ -143,14 +166,23 @@ class GatewaySession:
     async def run(self, subprotocol: str | None) -> None:
         """Accept the client, open the upstream, relay until one side ends, close both with a reason."""
         metrics = self._svc.metrics
-        await self._ws.accept(subprotocol=subprotocol)
+        direct = self._ws.scope.get("extensions", {}).get(DIRECT_WEBSOCKET)
+        if isinstance(direct, DirectWebSocket):
+            direct.accept(self, subprotocol)
+            self._client = direct
+        else:
+            self._asgi = _AsgiChannel(self._ws, self)
+            await self._asgi.accept(subprotocol)
+            self._client = self._asgi
         metrics.sessions.inc()
         metrics.sessions_active.inc()
         self.log.info("session opened (ui=%s)", self.ui)
         try:
             try:
-                self._upstream = await self._svc.upstream.open(self._svc.config.connect_timeout_s)
-            except (RealtalkError, OSError, TimeoutError, InvalidHandshake, UpstreamError) as exc:
+                await self._svc.upstream.connect(
+                    lambda: _UpstreamListener(self), self._svc.config.connect_timeout_s
+                )
+            except UPSTREAM_ERRORS as exc:
                 reason = f"upstream unavailable: {exc}"
                 self.log.warning("%s", reason)
                 self._end(
@@ -159,29 +191,12 @@ class GatewaySession:
                     )
                 )
             else:
-                await self._relay()
+                await self._supervise()
         finally:
             await self._close()
             metrics.close_traffic(self._traffic)
             metrics.sessions_active.dec()
             self.closed.set()
-
-    async def _relay(self) -> None:
-        tasks = [
-            asyncio.create_task(self._client_pump(), name=f"{self.id}-client"),
-            asyncio.create_task(self._upstream_pump(), name=f"{self.id}-upstream"),
-            asyncio.create_task(self._watchdog(), name=f"{self.id}-watchdog"),
-        ]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, Exception):
-                self.log.error("session failed: %r", result, exc_info=result)
-                self._end(Ending("error", 1011, "gateway error", 1011, "gateway error"))
 
     def _end(self, ending: Ending) -> None:
         if self._ending is None:
@@ -197,21 +212,30 @@ class GatewaySession:
         """Ask the session to end (from outside: shutdown). The first ending decided wins."""
         self._end(ending)
 
+    def _failed(self, exc: Exception) -> None:
+        self.log.error("session failed: %r", exc, exc_info=exc)
+        self._end(Ending("error", 1011, "gateway error", 1011, "gateway error"))
+
     async def _close(self) -> None:
         ending = self._ending or Ending("error", 1011, "the gateway ended the session")
         self._svc.metrics.session_ends.labels(ending.outcome).inc()
-        if ending.client_code is not None:
-            with contextlib.suppress(_ClientGone):
-                if ending.error is not None:
-                    await self._send_client(error_event(ending.error, None))
-                if self.ui and ending.notice is not None:
-                    await self._send_client(extension.notice_message(*ending.notice))
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await self._ws.close(ending.client_code, close_reason(ending.client_reason))
+        client = self._client
+        if client is not None and ending.client_code is not None and not client.closed:
+            if ending.error is not None:
+                self._send_client(error_event(ending.error, None))
+            if self.ui and ending.notice is not None:
+                self._send_client(extension.notice_message(*ending.notice))
+            client.close(ending.client_code, close_reason(ending.client_reason))
         upstream = self._upstream
-        if upstream is not None:
-            with contextlib.suppress(UpstreamError, OSError):
-                await upstream.close(ending.upstream_code, close_reason(ending.upstream_reason))
+        if upstream is not None and not upstream.is_disconnected:
+            with contextlib.suppress(WSError, OSError, RuntimeError):
+                if not upstream.is_close_frame_sent:
+                    upstream.send_close(
+                        _close_code(ending.upstream_code), close_reason(ending.upstream_reason).encode()
+                    )
+                upstream.disconnect()
+        if self._asgi is not None:
+            await self._asgi.finish()
         self.log.info(
             "session ended: %s (client %s %r, upstream %s %r, cost $%s)",
             ending.outcome,
@@ -222,20 +246,64 @@ class GatewaySession:
             extension.usd(self._core.costs.total_usd),
         )
 
+    async def _supervise(self) -> None:
+        """Wait for the end: a side closing, a limit in time, the budget, a shutdown."""
+        limits = self._limits
+        created_by = time.perf_counter() + self._svc.config.connect_timeout_s
+        while self._ending is None:
+            now = time.perf_counter()
+            duration_at = self._started_s + limits.max_session_s
+            idle_at = self._last_client_s + limits.idle_timeout_s
+            if now >= duration_at:
+                text = f"session duration limit of {limits.max_session_s:g} s reached"
+                self._end(self._limit_ending("session_duration", text))
+                return
+            if now >= idle_at:
+                text = f"no client event for {limits.idle_timeout_s:g} s (idle limit)"
+                self._end(self._limit_ending("idle_timeout", text))
+                return
+            deadline = min(duration_at, idle_at)
+            if not self._configured:
+                if now >= created_by:
+                    reason = "upstream unavailable: no session.created in time"
+                    self._end(
+                        Ending(
+                            "upstream_unavailable",
+                            1011,
+                            reason,
+                            notice=("error", "upstream_unavailable", reason),
+                        )
+                    )
+                    return
+                deadline = min(deadline, created_by)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline - now):
+                    await self._end_requested.wait()
+
+    def _limit_ending(self, code: str, text: str) -> Ending:
+        return Ending(
+            code,
+            1008,
+            text,
+            1000,
+            text,
+            error=Refusal(code, f"The {text}; the session ends."),
+            notice=("warning", code, f"The {text}."),
+        )
+
     # -- shutdown -----------------------------------------------------------------------------------
 
     async def begin_drain(self) -> None:
         """The server is stopping: tell the UI, accept no new turns, let the current reply finish."""
         self._draining = True
-        if self.ui:
-            with contextlib.suppress(_ClientGone):
-                await self._send_client(
-                    extension.notice_message(
-                        "warning",
-                        "server_shutting_down",
-                        "The server is shutting down; finishing the current reply.",
-                    )
+        if self.ui and self._ending is None:
+            self._send_client(
+                extension.notice_message(
+                    "warning",
+                    "server_shutting_down",
+                    "The server is shutting down; finishing the current reply.",
                 )
+            )
         self._check_idle()
 
     async def wait_response_idle(self) -> None:
@@ -246,52 +314,25 @@ class GatewaySession:
         if self._draining and self._core.conversation.response_state is ResponseState.IDLE:
             self._response_idle.set()
 
-    # -- client → upstream ------------------------------------------------------------------------
+    # -- the client's side (FrameSink) ------------------------------------------------------------
 
-    async def _client_pump(self) -> None:
+    def client_text(self, text: str, data: bytes) -> None:
+        if self._ending is not None:
+            return
         try:
-            await self._client_loop()
-        except _ClientGone:
-            self._end(Ending("client_closed", None, "", 1000, "client disconnected"))
-        except UpstreamClosed:
-            self._end(self._upstream_closed())
-        except _Stop:
-            pass
-
-    async def _client_loop(self) -> None:
-        receive = self._ws.receive
-        upstream = self._upstream
-        assert upstream is not None
-        traffic = self._traffic
-        max_chars = self._limits.max_message_bytes
-        perf_counter = time.perf_counter
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                code = message.get("code")
-                self.log.info("client closed (%s)", code)
-                self._end(Ending("client_closed", None, "", 1000, "client disconnected"))
-                return
-            received_s = perf_counter()
+            received_s = time.perf_counter()
             self._last_client_s = received_s
-            text = message.get("text")
-            if text is None:
-                await self._refuse(
-                    Refusal("invalid_event", "Binary frames are not supported; send JSON text."), None
-                )
-                continue
-            if len(text) > max_chars:
-                await self._refuse(
+            if len(text) > self._max_chars:
+                self._refuse(
                     Refusal(
                         "message_too_large",
                         f"Rule 'message size': this event has {len(text)} characters; "
-                        f"the limit is {max_chars}.",
+                        f"the limit is {self._max_chars}.",
                     ),
                     None,
                 )
-                continue
-            if not self._limiter.allow(received_s):
-                await self._refuse(
+            elif not self._limiter.allow(received_s):
+                self._refuse(
                     Refusal(
                         "rate_limit_exceeded",
                         f"Rule 'event rate': at most {self._limits.max_events_per_s:g} events per second "
@@ -299,49 +340,92 @@ class GatewaySession:
                     ),
                     None,
                 )
-                continue
-            if not self._configured.is_set():
+            elif self._configured:
+                self._client_frame(text, data, received_s)
+            else:
                 # Held until the authoritative session.update went upstream.
-                await self._configured.wait()
-            frame = match_append(text)
-            if frame is not None and not self._draining:
-                self._core.audio_appended(frame.audio_bytes, received_s)
-                await upstream.send(text)
-                traffic.appends += 1
-                traffic.bytes[0] += len(text)
-                traffic.latency(0, perf_counter() - received_s)
-                continue
-            await self._client_event(text, received_s)
+                self._held.append((text, data, received_s))
+                if len(self._held) >= _HOLD_FRAMES:
+                    self._pause_client("held")
+        except Exception as exc:  # a bug must end this session, not the server
+            self._failed(exc)
 
-    async def _client_event(self, text: str, received_s: float) -> None:
+    def client_binary(self, data: bytes) -> None:
+        if self._ending is None:
+            self._last_client_s = time.perf_counter()
+            self._refuse(Refusal("invalid_event", "Binary frames are not supported; send JSON text."), None)
+
+    def client_closed(self, code: int, reason: str) -> None:
+        self.log.info("client closed (%s)", code)
+        self._end(Ending("client_closed", None, "", 1000, "client disconnected"))
+
+    def client_writable(self, writable: bool) -> None:
+        upstream = self._upstream
+        if upstream is None or upstream.is_disconnected:
+            return
+        socket = upstream.underlying_transport
+        if writable:
+            socket.resume_reading()
+        else:
+            socket.pause_reading()
+
+    def _pause_client(self, why: str) -> None:
+        if not self._client_paused and self._client is not None:
+            self._client.pause_reading()
+        self._client_paused.add(why)
+
+    def _resume_client(self, why: str) -> None:
+        paused = self._client_paused
+        if why in paused:
+            paused.discard(why)
+            if not paused and self._client is not None:
+                self._client.resume_reading()
+
+    def _client_frame(self, text: str, data: bytes, received_s: float) -> None:
+        frame = match_append(text)
+        if frame is not None and not self._draining:
+            self._core.audio_appended(frame.audio_bytes, received_s)
+            self._upstream_send(data)
+            traffic = self._traffic
+            traffic.appends += 1
+            traffic.bytes[0] += len(text)
+            traffic.latency(0, time.perf_counter() - received_s)
+            return
+        self._client_event(text, data, received_s)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        for text, data, received_s in held:
+            if self._ending is not None:
+                return
+            self._client_frame(text, data, received_s)
+        self._resume_client("held")
+
+    def _client_event(self, text: str, data: bytes, received_s: float) -> None:
         try:
-            data = json.loads(text)
+            event = json.loads(text)
         except (ValueError, RecursionError):
-            await self._refuse(Refusal("invalid_json", "The event is not valid JSON."), None)
+            self._refuse(Refusal("invalid_json", "The event is not valid JSON."), None)
             return
-        if not isinstance(data, dict):
-            await self._refuse(
-                Refusal("invalid_event", "An event must be a JSON object with a 'type'."), None
-            )
+        if not isinstance(event, dict):
+            self._refuse(Refusal("invalid_event", "An event must be a JSON object with a 'type'."), None)
             return
-        event_type = data.get("type")
-        event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
+        event_type = event.get("type")
+        event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
         if self.ui and event_type in (PLAYBACK, FLUSHED):
-            await self._playback(data, event_id, received_s)
+            self._playback(event, event_id, received_s)
             return
-        refusal = self._svc.policy.check(data)
+        refusal = self._svc.policy.check(event)
         if refusal is None and self._draining:
             refusal = self._drain_refusal(event_type)
             if refusal is None and event_type == "input_audio_buffer.append":
                 return  # dropped: the one notice about it was already sent
         if refusal is not None:
-            await self._refuse(refusal, event_id)
+            self._refuse(refusal, event_id)
             return
         if event_type == "input_audio_buffer.append":
-            self._core.audio_appended(b64_decoded_length(data["audio"]) or 0, received_s)
-        upstream = self._upstream
-        assert upstream is not None
-        await upstream.send(text)
+            self._core.audio_appended(b64_decoded_length(event["audio"]) or 0, received_s)
+        self._upstream_send(data)
         traffic = self._traffic
         traffic.event(CLIENT_TO_UPSTREAM, event_type)
         traffic.bytes[0] += len(text)
@@ -357,18 +441,18 @@ class GatewaySession:
         self._drain_refused = True
         return Refusal("server_shutting_down", "The server is shutting down; no new turns are accepted.")
 
-    async def _playback(self, data: dict[str, Any], event_id: str | None, received_s: float) -> None:
-        report = parse_playback_report(data)
+    def _playback(self, event: dict[str, Any], event_id: str | None, received_s: float) -> None:
+        report = parse_playback_report(event)
         if isinstance(report, Refusal):
-            await self._refuse(report, event_id)
+            self._refuse(report, event_id)
             return
-        self._traffic.event(CLIENT_TO_UPSTREAM, data.get("type"))
+        self._traffic.event(CLIENT_TO_UPSTREAM, event.get("type"))
         try:
             self._apply_playback(report, received_s)
         except LocalProtocolError as exc:
-            await self._refuse(Refusal("invalid_value", str(exc), "item_id"), event_id)
+            self._refuse(Refusal("invalid_value", str(exc), "item_id"), event_id)
             return
-        await self._flush_core()
+        self._flush_core()
 
     def _apply_playback(self, report: PlaybackReport, received_s: float) -> None:
         if report.flushed:
@@ -381,56 +465,62 @@ class GatewaySession:
         if increment > 0:
             self._core.audio_played(report.item_id, increment, received_s)
 
-    async def _refuse(self, refusal: Refusal, event_id: str | None) -> None:
+    def _refuse(self, refusal: Refusal, event_id: str | None) -> None:
         self._svc.metrics.refused(refusal.code)
         self.log.info("refused a client event: %s", refusal.code)
-        await self._send_client(error_event(refusal, event_id))
+        self._send_client(error_event(refusal, event_id))
 
-    # -- upstream → client ------------------------------------------------------------------------
+    def _send_client(self, text: str) -> None:
+        client = self._client
+        if client is not None:
+            client.send_text(text.encode())
 
-    async def _upstream_pump(self) -> None:
+    # -- the upstream's side ------------------------------------------------------------------------
+
+    def _upstream_send(self, data: bytes) -> None:
         upstream = self._upstream
-        assert upstream is not None
+        if upstream is not None and not upstream.is_close_frame_sent:
+            upstream.send(WSMsgType.TEXT, data)
+
+    def upstream_connected(self, transport: WSTransport) -> None:
+        self._upstream = transport
+
+    def upstream_text(self, data: bytes) -> None:
+        if self._ending is not None:
+            return
         try:
-            try:
-                async with asyncio.timeout(self._svc.config.connect_timeout_s):
-                    first = await upstream.recv()
-            except TimeoutError:
-                reason = "upstream unavailable: no session.created in time"
-                self._end(
-                    Ending(
-                        "upstream_unavailable", 1011, reason, notice=("error", "upstream_unavailable", reason)
-                    )
-                )
-                return
-            await self._upstream_message(first)
-            async for message in upstream:
-                await self._upstream_message(message)
-        except UpstreamClosed:
-            pass
-        except _ClientGone:
-            self._end(Ending("client_closed", None, "", 1000, "client disconnected"))
-            return
-        except _Stop:
-            return
-        self._end(self._upstream_closed())
+            self._upstream_message(data)
+        except Exception as exc:  # a bug must end this session, not the server
+            self._failed(exc)
 
-    def _upstream_closed(self) -> Ending:
-        upstream = self._upstream
-        code = upstream.close_code if upstream is not None else None
-        reason = (upstream.close_reason if upstream is not None else None) or ""
-        if code is None or code in _RESERVED_CLOSE_CODES:
-            text = f"upstream connection lost ({code or 'no close code'})"
+    def upstream_closed(self, code: int | None, reason: str) -> None:
+        """The upstream sent a close frame (``code``), or the connection was lost (``None``)."""
+        if self._upstream_close is None:
+            self._upstream_close = (code or 1006, reason)
+        self._end(self._upstream_ending())
+
+    def upstream_writable(self, writable: bool) -> None:
+        if writable:
+            self._resume_client("upstream")
+        else:
+            self._pause_client("upstream")
+
+    def _upstream_ending(self) -> Ending:
+        code, reason = self._upstream_close or (1006, "")
+        if code in _RESERVED_CLOSE_CODES:
+            text = f"upstream connection lost ({code})"
             return Ending("upstream_lost", 1011, text, notice=("error", "upstream_lost", text))
         text = reason or f"upstream closed the session ({code})"
         level: NoticeLevel = "info" if code == 1000 else "warning"
         return Ending("upstream_closed", code, text, notice=(level, "upstream_closed", text))
 
-    async def _upstream_message(self, message: str | bytes) -> None:
+    def _upstream_message(self, data: bytes) -> None:
         received_s = time.perf_counter()
         traffic = self._traffic
-        if not isinstance(message, str):
-            self.log.warning("upstream sent a binary frame (%d bytes); ignored", len(message))
+        try:
+            message = data.decode()
+        except UnicodeDecodeError:
+            self.log.warning("upstream sent a text frame that is not UTF-8; dropped")
             return
         delta = match_audio_delta(message)
         if delta is not None:
@@ -439,41 +529,49 @@ class GatewaySession:
             )
             # UI sessions do not get audio the core already flushed or cut (it would be played late).
             if audible or not self.ui:
-                await self._send_client(message)
+                self._client_send_bytes(data)
                 traffic.latency(1, time.perf_counter() - received_s)
             traffic.deltas += 1
             traffic.bytes[1] += len(message)
             return
         try:
-            data = json.loads(message)
+            event = json.loads(message)
         except (ValueError, RecursionError):
             self.log.warning("upstream sent a frame that is not JSON; dropped")
             return
-        if not isinstance(data, dict):
+        if not isinstance(event, dict):
             self.log.warning("upstream sent JSON that is not an object; dropped")
             return
-        event_type = data.get("type")
-        outgoing: str | None = message
+        event_type = event.get("type")
+        outgoing: bytes | None = data
         if event_type in ("session.created", "session.updated"):
-            outgoing = json.dumps(redact_session_event(data), separators=(",", ":"))
+            outgoing = json.dumps(redact_session_event(event), separators=(",", ":")).encode()
         elif event_type == "error":
-            outgoing = self._upstream_error(data, message)
-        self._core.receive_event(data, received_s)
-        if event_type == "session.created":
+            outgoing = self._upstream_error(event, data)
+        self._core.receive_event(event, received_s)
+        created = event_type == "session.created"
+        if created:
             self.log.upstream_session_id = self._core.session_id
             self.log.info("upstream session created")
-            await self._flush_core_messages()
-            self._configured.set()
+            self._flush_core_messages()
+            self._configured = True
         if outgoing is not None:
-            await self._send_client(outgoing)
+            self._client_send_bytes(outgoing)
             traffic.latency(1, time.perf_counter() - received_s)
         traffic.event(UPSTREAM_TO_CLIENT, event_type)
         traffic.bytes[1] += len(message)
-        await self._flush_core()
+        self._flush_core()
+        if created:
+            self._release_held()
         self._check_idle()
 
-    def _upstream_error(self, data: dict[str, Any], message: str) -> str | None:
-        error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    def _client_send_bytes(self, data: bytes) -> None:
+        client = self._client
+        if client is not None:
+            client.send_text(data)
+
+    def _upstream_error(self, event: dict[str, Any], data: bytes) -> bytes | None:
+        error = event.get("error") if isinstance(event.get("error"), dict) else {}
         assert isinstance(error, dict)
         code = error.get("code") if isinstance(error.get("code"), str) else None
         self._svc.metrics.upstream_error(code)
@@ -482,32 +580,32 @@ class GatewaySession:
             # not send it, and some SDKs treat an unknown error as fatal. Logged, not forwarded.
             self.log.warning("upstream refused the gateway's own event: %s: %s", code, error.get("message"))
             return None
-        return message
+        return data
 
     # -- the core's outputs -------------------------------------------------------------------------
 
-    async def _flush_core(self) -> None:
-        await self._flush_core_messages()
+    def _flush_core(self) -> None:
+        self._flush_core_messages()
         for event in self._core.events_received():
-            await self._on_core_event(event)
+            self._on_core_event(event)
+            if self._ending is not None:
+                return
 
-    async def _flush_core_messages(self) -> None:
-        upstream = self._upstream
-        assert upstream is not None
+    def _flush_core_messages(self) -> None:
         for frame in self._core.messages_to_send():
             event_id = json.loads(frame).get("event_id")
             if isinstance(event_id, str):
                 self._core_event_ids.append(event_id)
-            await upstream.send(frame)
+            self._upstream_send(frame.encode())
 
-    async def _on_core_event(self, event: object) -> None:
+    def _on_core_event(self, event: object) -> None:
         metrics = self._svc.metrics
         match event:
             case SessionReady():
                 self.log.info("session configured")
                 if self.ui:
                     config = self._svc.config
-                    await self._send_client(
+                    self._send_client(
                         extension.session_message(
                             session_id=self.id,
                             upstream=self._svc.upstream.kind,
@@ -518,17 +616,17 @@ class GatewaySession:
                         )
                     )
             case TranscriptUpdated(lines=lines) if self.ui:
-                await self._send_client(extension.transcript_message(lines))
+                self._send_client(extension.transcript_message(lines))
             case ResponseFinished(turn_cost=turn):
                 if turn is not None:
                     metrics.turn(turn)
                 if self.ui:
-                    await self._send_client(extension.cost_message(self._core.costs, turn))
+                    self._send_client(extension.cost_message(self._core.costs, turn))
                 self._check_budget()
             case LatencyMeasured():
                 metrics.voice_to_voice.observe(event.voice_to_voice_ms / 1000)
                 if self.ui:
-                    await self._send_client(
+                    self._send_client(
                         extension.latency_message(
                             event.response_id, event.voice_to_voice_ms, event.first_audio_received_ms
                         )
@@ -556,48 +654,151 @@ class GatewaySession:
                 notice=("error", "budget_exceeded", f"The {text}."),
             )
         )
-        raise _Stop
 
-    async def _send_client(self, text: str) -> None:
+
+def _close_code(code: int) -> WSCloseCode:
+    try:
+        return WSCloseCode(code)
+    except ValueError:
+        return WSCloseCode.OK
+
+
+class _UpstreamListener(WSListener):
+    """The upstream socket's frames, handed to the session as they arrive."""
+
+    def __init__(self, session: GatewaySession) -> None:
+        self._session = session
+        self._fragments: list[bytes] | None = None
+        self._told = False
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        # Before the first frame, which may come in the same read as the 101.
+        self._session.upstream_connected(transport)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if msg_type == WSMsgType.TEXT:
+            if frame.fin:
+                self._session.upstream_text(frame.get_payload_as_bytes())
+            else:
+                self._fragments = [frame.get_payload_as_bytes()]
+        elif msg_type == WSMsgType.CONTINUATION:
+            if self._fragments is not None:
+                self._fragments.append(frame.get_payload_as_bytes())
+                if frame.fin:
+                    data, self._fragments = b"".join(self._fragments), None
+                    self._session.upstream_text(data)
+        elif msg_type == WSMsgType.CLOSE:
+            payload = frame.get_payload_as_bytes()
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            reason = payload[2:].decode("utf-8", "replace")
+            if not transport.is_close_frame_sent:
+                transport.send_close(_close_code(code) if code != 1005 else WSCloseCode.OK)
+            transport.disconnect()
+            self._tell(code, reason)
+        elif msg_type == WSMsgType.BINARY:
+            self._session.log.warning("upstream sent a binary frame (%d bytes); ignored", frame.payload_size)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._tell(None, "")
+
+    def _tell(self, code: int | None, reason: str) -> None:
+        if not self._told:
+            self._told = True
+            self._session.upstream_closed(code, reason)
+
+    def pause_writing(self) -> None:
+        self._session.upstream_writable(False)
+
+    def resume_writing(self) -> None:
+        self._session.upstream_writable(True)
+
+
+class _AsgiChannel:
+    """The client's side through plain ASGI messages (an ASGI server other than realtalk's): a
+    reader task feeds the session's callbacks, a writer task sends what it queues."""
+
+    def __init__(self, websocket: WebSocket, sink: FrameSink) -> None:
+        self._ws = websocket
+        self._sink = sink
+        self._outbox: asyncio.Queue[bytes | tuple[int, str]] = asyncio.Queue()
+        self._readable = asyncio.Event()
+        self._readable.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._told = False
+        self._writable = True
+
+    async def accept(self, subprotocol: str | None) -> None:
+        await self._ws.accept(subprotocol=subprotocol)
+        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._write())]
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    def send_text(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._outbox.put_nowait(data)
+        if self._writable and self._outbox.qsize() >= _ASGI_OUTBOX_HIGH:
+            self._writable = False
+            self._sink.client_writable(False)
+
+    def close(self, code: int, reason: str) -> None:
+        if not self._closing:
+            self._closing = True
+            self._told = True
+            self._outbox.put_nowait((code, reason))
+
+    def pause_reading(self) -> None:
+        self._readable.clear()
+
+    def resume_reading(self) -> None:
+        self._readable.set()
+
+    def _tell(self, code: int, reason: str) -> None:
+        if not self._told:
+            self._told = True
+            self._closing = True
+            self._sink.client_closed(code, reason)
+
+    async def _read(self) -> None:
         try:
-            await self._ws.send({"type": "websocket.send", "text": text})
+            while True:
+                await self._readable.wait()
+                message = await self._ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    self._tell(int(message.get("code") or 1005), str(message.get("reason") or ""))
+                    return
+                text = message.get("text")
+                if text is not None:
+                    self._sink.client_text(text, text.encode())
+                else:
+                    self._sink.client_binary(message.get("bytes") or b"")
         except (WebSocketDisconnect, RuntimeError, OSError):
-            raise _ClientGone from None
+            self._tell(1006, "connection lost")
 
-    # -- limits in time -------------------------------------------------------------------------
+    async def _write(self) -> None:
+        try:
+            while True:
+                item = await self._outbox.get()
+                if isinstance(item, tuple):
+                    await self._ws.close(item[0], item[1])
+                    return
+                await self._ws.send({"type": "websocket.send", "text": item.decode()})
+                if not self._writable and self._outbox.qsize() <= _ASGI_OUTBOX_LOW:
+                    self._writable = True
+                    self._sink.client_writable(True)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._tell(1006, "connection lost")
 
-    async def _watchdog(self) -> None:
-        limits = self._limits
-        while True:
-            now = time.perf_counter()
-            duration_at = self._started_s + limits.max_session_s
-            idle_at = self._last_client_s + limits.idle_timeout_s
-            if now >= duration_at:
-                text = f"session duration limit of {limits.max_session_s:g} s reached"
-                self._end(self._limit_ending("session_duration", text))
-                return
-            if now >= idle_at:
-                text = f"no client event for {limits.idle_timeout_s:g} s (idle limit)"
-                self._end(self._limit_ending("idle_timeout", text))
-                return
-            try:
-                async with asyncio.timeout(min(duration_at, idle_at) - now):
-                    await self._end_requested.wait()
-                return
-            except TimeoutError:
-                continue
-
-    def _limit_ending(self, code: str, text: str) -> Ending:
-        return Ending(
-            code,
-            1008,
-            text,
-            1000,
-            text,
-            error=Refusal(code, f"The {text}; the session ends."),
-            notice=("warning", code, f"The {text}."),
-        )
-
-
-class _ClientGone(Exception):
-    """The client's socket is closed: nothing more can be sent to it."""
+    async def finish(self) -> None:
+        """Let the writer send what is queued (its close last), then stop both tasks."""
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_ASGI_CLOSE_WAIT_S):
+                    await asyncio.wait({self._tasks[1]})
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

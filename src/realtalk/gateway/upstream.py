@@ -4,6 +4,12 @@ With no ``AZURE_OPENAI_ENDPOINT`` configured, the emulator runs in-process and i
 (issue 5, item 8: the embedded default, like SQLite for a database); the log and every UI session
 say so. The server's credential never leaves this module's connections: clients authenticate to
 the gateway with their own tokens.
+
+Upstream sockets are ``picows`` connections: frames arrive as synchronous callbacks on a
+``WSListener`` and are sent without a task switch, masked in C, which is what lets the relay cost
+less than half of a naive one per frame (bench/gateway.py). Handshake refusals become
+``HandshakeRejected`` with the same sentence ``realtalk talk`` and ``realtalk doctor`` give; a proxy
+is taken from the environment (``HTTPS_PROXY``, ``NO_PROXY``), never for a loopback upstream.
 """
 
 from __future__ import annotations
@@ -13,28 +19,39 @@ import contextlib
 import logging
 import secrets
 import time
+import urllib.request
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import InvalidHandshake
-from websockets.exceptions import WebSocketException as WsError
+from picows import WSError, WSFrame, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
 
 from realtalk.client.credentials import ApiKeyCredential, Credential
-from realtalk.client.transport import open_websocket
+from realtalk.client.handshake import describe_refusal
+from realtalk.client.transport import MAX_MESSAGE_BYTES
 from realtalk.emulator import Emulator, EmulatorConfig, Engines
-from realtalk.errors import RealtalkError
+from realtalk.errors import HandshakeRejected, RealtalkError
 from realtalk.protocol.endpoint import ResolvedEndpoint, resolve_endpoint
 from realtalk.settings import Settings, resolve_connection
 
-__all__ = ["EMULATOR_DEPLOYMENT", "ReadinessProbe", "Upstream", "UpstreamKind", "start_upstream"]
+__all__ = [
+    "EMULATOR_DEPLOYMENT",
+    "UPSTREAM_ERRORS",
+    "ReadinessProbe",
+    "Upstream",
+    "UpstreamKind",
+    "start_upstream",
+]
 
 logger = logging.getLogger("realtalk.gateway")
+_socket_logger = logging.getLogger("realtalk.gateway.upstream")  # picows' own messages
 
 EMULATOR_DEPLOYMENT = "gpt-realtime-1.5"
 UpstreamKind = Literal["emulator", "azure", "openai"]
+# What opening an upstream socket may raise besides a refusal (RealtalkError, HandshakeRejected).
+UPSTREAM_ERRORS = (RealtalkError, OSError, TimeoutError, WSError)
+L = TypeVar("L", bound=WSListener)
 
 
 @dataclass(frozen=True)
@@ -51,9 +68,48 @@ class Upstream:
             return f"the embedded emulator at {self.endpoint.host}"
         return f"{self.endpoint.deployment} at {self.endpoint.host}"
 
-    async def open(self, timeout_s: float) -> ClientConnection:
-        """Open one upstream session's WebSocket (a fresh credential header per connect)."""
-        return await open_websocket(self.endpoint, self.credential, timeout_s=timeout_s, close_timeout_s=2.0)
+    async def connect(self, listener: Callable[[], L], timeout_s: float) -> tuple[WSTransport, L]:
+        """Open one upstream session's WebSocket (a fresh credential header per connect); its
+        frames go to the listener ``listener()`` makes.
+
+        Raises:
+            HandshakeRejected: the upstream answered the upgrade with an HTTP error (401, 404, ...).
+            OSError, TimeoutError, picows.WSError: it could not be reached or did not speak WebSocket.
+        """
+        headers = await self.credential.headers()
+        endpoint = self.endpoint
+        try:
+            async with asyncio.timeout(timeout_s):
+                transport, made = await ws_connect(
+                    listener,
+                    endpoint.url,
+                    websocket_handshake_timeout=timeout_s,
+                    extra_headers=headers,
+                    max_frame_size=MAX_MESSAGE_BYTES,
+                    max_redirects=0,
+                    proxy=self._proxy(),
+                    disconnect_on_exception=False,
+                    use_aiofastnet=False,
+                    logger_name=_socket_logger,  # the event loop's own transports (uvloop's under serve)
+                )
+        except WSHandshakeError as exc:
+            response = exc.response
+            if response is None or int(response.status) < 300:
+                raise
+            status = int(response.status)
+            body = response.body or exc.raw_body or b""
+            reason = describe_refusal(status, body, response.headers.get("apim-request-id"), endpoint)
+            raise HandshakeRejected(status, body.decode("utf-8", "replace"), reason) from None
+        return transport, made  # type: ignore[return-value]  # picows returns what listener() made
+
+    def _proxy(self) -> str | None:
+        if self.endpoint.provider == "local":
+            return None
+        proxies = urllib.request.getproxies()
+        proxy = proxies.get("wss") or proxies.get("https") or proxies.get("all")
+        if proxy is None or urllib.request.proxy_bypass(self.endpoint.host):
+            return None
+        return proxy
 
 
 async def start_upstream(
@@ -117,16 +173,35 @@ class ReadinessProbe:
     async def _probe(self) -> tuple[bool, str]:
         try:
             async with asyncio.timeout(self._timeout_s):
-                ws = await self._upstream.open(self._timeout_s)
+                transport, listener = await self._upstream.connect(_FirstFrame, self._timeout_s)
                 try:
-                    await ws.recv()
+                    await listener.first
                 finally:
-                    with contextlib.suppress(WsError, OSError):
-                        await ws.close(1000, "readiness probe")
+                    with contextlib.suppress(WSError, OSError):
+                        transport.send_close(close_message=b"readiness probe")
+                        transport.disconnect()
         except RealtalkError as exc:
             return False, f"upstream refused the session: {exc}"
         except TimeoutError:
             return False, f"upstream did not answer within {self._timeout_s:g} s"
-        except (OSError, InvalidHandshake, WsError) as exc:
+        except (OSError, WSError, ConnectionError) as exc:
             return False, f"upstream unreachable: {exc}"
         return True, f"upstream reachable: {self._upstream.description}"
+
+
+class _FirstFrame(WSListener):
+    """Waits for the upstream's first event (``session.created``)."""
+
+    def __init__(self) -> None:
+        self.first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if not self.first.done():
+            if frame.msg_type is WSMsgType.CLOSE:
+                self.first.set_exception(ConnectionError(f"closed at once ({frame.get_close_code()})"))
+            else:
+                self.first.set_result(None)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self.first.done():
+            self.first.set_exception(ConnectionError("the connection closed before the first event"))
