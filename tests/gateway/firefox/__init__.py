@@ -1,0 +1,1 @@
+"""Debian's stock Firefox ESR, headless, driven over WebDriver BiDi (``test_firefox.py``)."""
