@@ -125,10 +125,12 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
     _reader: FrameReader | None = None
     _sink_told = False
 
+    offers_direct = True
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
-        if scope is not None and not self.close_sent:
+        if scope is not None and not self.close_sent and self.offers_direct:
             scope["extensions"][DIRECT_WEBSOCKET] = DirectWebSocket(self)
 
     # -- direct mode ------------------------------------------------------------------------------
@@ -291,6 +293,10 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
             self.handshake_complete = True
 
 
+class _AsgiOnlyWebSocketProtocol(_WebSocketProtocol):
+    offers_direct = False
+
+
 class _Server(uvicorn.Server):
     def __init__(
         self,
@@ -363,6 +369,9 @@ class EmbeddedApp:
     """
 
     name = "server"
+    # False: WebSocket scopes carry no DirectWebSocket, as under another ASGI server (the apps'
+    # plain-ASGI fallbacks are tested this way).
+    direct_websockets = True
 
     def __init__(self, host: str, port: int, *, handle_signals: bool, stop_timeout_s: float) -> None:
         self._bind_host = host
@@ -412,7 +421,7 @@ class EmbeddedApp:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             app,
-            ws=_WebSocketProtocol,
+            ws=_WebSocketProtocol if self.direct_websockets else _AsgiOnlyWebSocketProtocol,
             # Audio is base64 PCM: deflate costs CPU and latency on every frame for little gain,
             # and SDK clients offer it by default (websockets' compression="deflate").
             ws_per_message_deflate=False,

@@ -150,9 +150,20 @@ def gateway_settings(emu: Emulator | None, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)
 
 
-@pytest.fixture
-def gateway(tmp_path: Path, fast_engines: Engines) -> Callable[..., Any]:
-    """``async with gateway(emu, **settings) as gw``: a gateway in front of ``emu``."""
+class AsgiGateway(Gateway):
+    """The gateway as under another ASGI server: client frames through ASGI messages."""
+
+    direct_websockets = False
+
+
+@pytest.fixture(params=["direct", "asgi"])
+def gateway(request: pytest.FixtureRequest, tmp_path: Path, fast_engines: Engines) -> Callable[..., Any]:
+    """``async with gateway(emu, **settings) as gw``: a gateway in front of ``emu``.
+
+    Every test runs twice: with the direct WebSocket path ``realtalk serve`` uses, and with the
+    plain-ASGI fallback the same app takes under another ASGI server.
+    """
+    runner = Gateway if request.param == "direct" else AsgiGateway
 
     @asynccontextmanager
     async def start(emu: Emulator | None, **overrides: Any) -> AsyncIterator[Gateway]:
@@ -160,7 +171,7 @@ def gateway(tmp_path: Path, fast_engines: Engines) -> Callable[..., Any]:
         static.mkdir(exist_ok=True)
         (static / "index.html").write_text("<!doctype html><title>realtalk</title>")
         app = create_app(gateway_settings(emu, **overrides), static_dir=static, emulator_engines=fast_engines)
-        async with Gateway(app) as gw:
+        async with runner(app) as gw:
             yield gw
 
     return start

@@ -727,6 +727,7 @@ class _AsgiChannel:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._told = False
+        self._close_queued = False
         self._writable = True
 
     async def accept(self, subprotocol: str | None) -> None:
@@ -749,6 +750,7 @@ class _AsgiChannel:
         if not self._closing:
             self._closing = True
             self._told = True
+            self._close_queued = True
             self._outbox.put_nowait((code, reason))
 
     def pause_reading(self) -> None:
@@ -795,7 +797,7 @@ class _AsgiChannel:
 
     async def finish(self) -> None:
         """Let the writer send what is queued (its close last), then stop both tasks."""
-        if self._tasks:
+        if self._tasks and self._close_queued:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_ASGI_CLOSE_WAIT_S):
                     await asyncio.wait({self._tasks[1]})
