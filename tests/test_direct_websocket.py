@@ -89,7 +89,7 @@ class Server(EmbeddedApp):
         self.sinks: asyncio.Queue[RecordingSink] = asyncio.Queue()
         self.asgi_log: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.http_scopes: list[dict[str, Any]] = []
-        self.gated: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.gated: asyncio.Queue[tuple[dict[str, Any], asyncio.Event]] = asyncio.Queue()
         self.raw_clients: list[RawClient] = []
         self.errors: list[BaseException] = []
 
@@ -114,11 +114,11 @@ class Server(EmbeddedApp):
         elif scope["path"] == "/asgi":
             await self.asgi_echo(scope, receive, send)
         elif scope["path"] == "/gated":
-            # Accepts only once a first message ("sentinel") came, over ASGI, before the 101: the
-            # frames that came with it were parsed by uvicorn's websockets before the accept.
-            assert (await receive())["type"] == "websocket.connect"
-            self.gated.put_nowait(scope)
-            assert await receive() == {"type": "websocket.receive", "text": "sentinel"}
+            # Accepts only when the test says so: bytes the client sends before that are held raw
+            # by the protocol (it must not parse them before it knows which path the app takes).
+            go = asyncio.Event()
+            self.gated.put_nowait((scope, go))
+            await go.wait()
             await self.direct(scope, receive)
         else:
             await self.direct(scope, receive)
@@ -585,7 +585,9 @@ async def test_data_after_the_app_close_is_discarded_until_the_answer(server: Se
 @pytest.mark.xfail(
     strict=True,
     reason="uvicorn's HTTP protocol (h11_impl and httptools_impl handle_websocket_upgrade) hands the "
-    "WebSocket protocol a rebuilt request only: bytes after the request in the same read are dropped",
+    "WebSocket protocol a rebuilt request only: bytes after the request in the same read are dropped. "
+    "A client must wait for the 101 before sending frames (RFC 6455 4.1), so only a broken client "
+    "loses anything; strict, so a uvicorn that keeps them turns this into a failure to update",
 )
 async def test_a_frame_sent_with_the_upgrade_request_is_delivered_first(server: Server) -> None:
     early = masked(OP_TEXT, b"first") + masked(OP_BINARY, b"\x01\x02")
@@ -606,11 +608,16 @@ async def test_a_frame_sent_with_the_upgrade_request_is_delivered_first(server: 
 
 
 async def open_gated(server: Server, early: bytes) -> tuple[RawClient, RecordingSink]:
-    """Frames that reach the server after the request but before the app accepts: the app takes
-    the first (the sentinel) over ASGI, then accepts through the ``DirectWebSocket``."""
+    """Frames that reach the server after the request but before the app accepts: held raw until
+    the app accepts through the ``DirectWebSocket``, then parsed by its reader."""
     client = await RawClient.open(server, "/gated")
-    await asyncio.wait_for(server.gated.get(), TIMEOUT)  # the request was read on its own
-    client.write(masked(OP_TEXT, b"sentinel") + early)
+    scope, go = await asyncio.wait_for(server.gated.get(), TIMEOUT)  # the request was read on its own
+    client.write(early)
+    protocol = scope["extensions"][DIRECT_WEBSOCKET]._protocol
+    async with asyncio.timeout(TIMEOUT):
+        while sum(map(len, protocol._early or ())) < len(early):  # noqa: ASYNC110 - no notification
+            await asyncio.sleep(0.002)
+    go.set()
     await client.read_upgrade()
     return client, await server.next_sink()
 
@@ -636,23 +643,7 @@ async def test_frames_received_before_the_accept_are_delivered_first(server: Ser
     ]
 
 
-# websockets' parser had already taken the frame's header (2 bytes, then the mask) out of its
-# buffer: direct_accept hands the FrameReader the rest only, which it reads as a new frame.
-_HEADER_TAKEN = pytest.mark.xfail(
-    strict=True, reason="bug: direct_accept loses the bytes of a partial frame that websockets already parsed"
-)
-
-
-@pytest.mark.parametrize(
-    "cut",
-    [
-        1,
-        pytest.param(2, marks=_HEADER_TAKEN),
-        pytest.param(6, marks=_HEADER_TAKEN),
-        pytest.param(9, marks=_HEADER_TAKEN),
-    ],
-    ids=lambda cut: f"{cut}-bytes",
-)
+@pytest.mark.parametrize("cut", [1, 2, 6, 9], ids=lambda cut: f"{cut}-bytes")
 async def test_a_frame_cut_across_the_accept_is_delivered_whole(server: Server, cut: int) -> None:
     # TCP may split a frame anywhere: its first bytes before the accept, the rest after.
     frame = masked(OP_TEXT, b"split across the 101")
@@ -667,10 +658,6 @@ async def test_a_frame_cut_across_the_accept_is_delivered_whole(server: Server, 
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a fragment parsed before the accept is in uvicorn's self.frames, which direct_accept drops",
-)
 async def test_a_fragment_received_before_the_accept_is_reassembled(server: Server) -> None:
     client, sink = await open_gated(server, masked(OP_TEXT, b"early ", fin=False))
     client.write(masked(OP_CONT, b"fragment"))

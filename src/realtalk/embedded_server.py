@@ -126,12 +126,27 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
     _sink_told = False
 
     offers_direct = True
+    # Bytes that arrived after the upgrade request and before the app answered it. A client should
+    # wait for the 101 (RFC 6455 §4.1), but one that did not must lose nothing: the bytes are held
+    # raw and parsed by whichever path the app then takes (direct or ASGI).
+    _early: list[bytes] | None = None
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None and not self.close_sent and self.offers_direct:
             scope["extensions"][DIRECT_WEBSOCKET] = DirectWebSocket(self)
+            self._early = []
+
+    def _replay_early_bytes(self) -> None:
+        early, self._early = self._early, None
+        if self.read_paused and (self._sink is not None or self.queue.qsize() < READ_AHEAD_MESSAGES):
+            self.read_paused = False
+            self.transport.resume_reading()
+        for data in early or ():
+            if self.transport.is_closing():
+                return
+            self.data_received(data)
 
     # -- direct mode ------------------------------------------------------------------------------
 
@@ -151,25 +166,9 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
         self.start_keepalive()
         self._sink = sink
         self._reader = FrameReader(self.config.ws_max_size)
-        # A client may not send frames before the 101 (RFC 6455 §4.1), but one that did had them
-        # parsed by websockets already: hand them over, then the bytes it holds, in order.
-        early: list[Any] = []
         while not self.queue.empty():
-            early.append(self.queue.get_nowait())
-        leftover = bytes(self.conn.reader.buffer)
-        self.conn.reader.buffer.clear()
-        if self.read_paused:
-            self.read_paused = False
-            self.transport.resume_reading()
-        for message in early:
-            if message.get("type") == "websocket.receive":
-                text = message.get("text")
-                if text is not None:
-                    sink.client_text(text, text.encode())
-                else:
-                    sink.client_binary(message.get("bytes") or b"")
-        if leftover:
-            self.data_received(leftover)
+            self.queue.get_nowait()  # "websocket.connect": the app answered it by accepting here
+        self._replay_early_bytes()
 
     def direct_close(self, code: int, reason: str) -> None:
         if self.close_sent or self.disconnected or self.transport.is_closing():
@@ -186,7 +185,14 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
         sink = self._sink
         reader = self._reader
         if sink is None or reader is None:
-            super().data_received(data)
+            early = self._early
+            if early is None:
+                super().data_received(data)
+                return
+            early.append(data)
+            if not self.read_paused and sum(map(len, early)) >= self.config.ws_max_size:
+                self.read_paused = True
+                self.transport.pause_reading()
             return
         try:
             messages = reader.feed(data)
@@ -289,8 +295,11 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
-        if message.get("type") == "websocket.http.response.body" and not message.get("more_body", False):
+        message_type = message.get("type")
+        if message_type == "websocket.http.response.body" and not message.get("more_body", False):
             self.handshake_complete = True
+        if self._early is not None and message_type in ("websocket.accept", "websocket.close"):
+            self._replay_early_bytes()  # accepted through ASGI (or refused: then they are dropped)
 
 
 class _AsgiOnlyWebSocketProtocol(_WebSocketProtocol):

@@ -109,7 +109,7 @@ class FrameReader:
                     raise FrameError(1002, "control frames must be whole and at most 125 bytes")
             elif opcode not in _DATA_OPCODES and opcode != OP_CONT:
                 raise FrameError(1002, f"unknown opcode {opcode}")
-            elif length + self._fragment_size > self._max:
+            elif length + (self._fragment_size if opcode == OP_CONT else 0) > self._max:
                 raise FrameError(1009, f"message over {self._max} bytes")
             start = pos + header + 4
             end = start + length
