@@ -44,7 +44,8 @@ class RecordingSink:
         self.writable_again = asyncio.Event()
         self.flooded = 0
 
-    def client_text(self, text: str, data: bytes) -> None:
+    def client_text(self, data: bytes) -> None:
+        text = data.decode()  # the protocol checked it is UTF-8
         self.events.append(("text", text, data))
         command, _, argument = text.partition(" ")
         if command == "close":

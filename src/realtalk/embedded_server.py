@@ -59,8 +59,8 @@ DIRECT_WEBSOCKET: Final = "realtalk.direct_websocket"
 class FrameSink(Protocol):
     """What receives a direct WebSocket's traffic. Called synchronously from the event loop."""
 
-    def client_text(self, text: str, data: bytes) -> None:
-        """A text message: decoded, and the UTF-8 bytes it came as (to forward without encoding)."""
+    def client_text(self, data: bytes) -> None:
+        """A text message, as the UTF-8 bytes it came as (checked: valid UTF-8)."""
 
     def client_binary(self, data: bytes) -> None:
         """A binary message."""
@@ -203,12 +203,13 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
             if opcode == OP_TEXT:
                 if self.close_sent:
                     continue  # the app is past its close: discard, keep reading for the answer
-                try:
-                    text = payload.decode()
-                except UnicodeDecodeError:
-                    self._fail(1007, "a text message that is not UTF-8")
-                    return
-                sink.client_text(text, payload)
+                if not payload.isascii():
+                    try:
+                        payload.decode()
+                    except UnicodeDecodeError:
+                        self._fail(1007, "a text message that is not UTF-8")
+                        return
+                sink.client_text(payload)
             elif opcode == OP_BINARY:
                 if not self.close_sent:
                     sink.client_binary(payload)

@@ -40,6 +40,7 @@ OP_PING: Final = 0x9
 OP_PONG: Final = 0xA
 _DATA_OPCODES: Final = frozenset({OP_TEXT, OP_BINARY})
 _CONTROL_OPCODES: Final = frozenset({OP_CLOSE, OP_PING, OP_PONG})
+_FINAL_DATA: Final = frozenset({0x80 | OP_TEXT, 0x80 | OP_BINARY})
 _HEAD16: Final = struct.Struct("!BBH")
 _HEAD64: Final = struct.Struct("!BBQ")
 _UINT16: Final = struct.Struct("!H")
@@ -81,6 +82,12 @@ class FrameReader:
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         if self._pending:
             data = self._pending + data
+        elif not self._fragments and len(data) >= 8 and data[1] == 0xFE and data[0] in _FINAL_DATA:
+            # The common case, one read = one whole masked text or binary frame of 126-65535 bytes
+            # (an audio chunk), without the general loop.
+            length = (data[2] << 8) | data[3]
+            if len(data) == length + 8 and length <= self._max:
+                return [(data[0] & 0x0F, apply_mask(data[8:], data[4:8]))]
         out: list[tuple[int, bytes]] = []
         size = len(data)
         pos = 0

@@ -21,11 +21,11 @@ def sdk_frame(**event: str) -> str:
 def test_the_sdk_shape_and_the_ui_shape_take_the_fast_path() -> None:
     ui = '{"type":"input_audio_buffer.append","audio":"' + AUDIO + '"}'
     for text in (ui, sdk_frame(audio=AUDIO), sdk_frame(audio=AUDIO, event_id="evt_1")):
-        frame = match_append(text)
+        frame = match_append(text.encode())
         assert frame is not None and frame.audio_bytes == 4609
-    assert match_append(sdk_frame(audio=AUDIO, event_id="evt_1")).event_id == "evt_1"  # type: ignore[union-attr]
+    assert match_append(sdk_frame(audio=AUDIO, event_id="evt_1").encode()).event_id == "evt_1"  # type: ignore[union-attr]
     compact = '{"type":"input_audio_buffer.append","audio":"' + AUDIO + '","event_id":"e.1:x-y_z"}'
-    assert match_append(compact) is not None
+    assert match_append(compact.encode()) is not None
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_the_sdk_shape_and_the_ui_shape_take_the_fast_path() -> None:
     ],
 )
 def test_anything_but_the_exact_shapes_goes_to_the_full_parse(text: str) -> None:
-    assert match_append(text) is None
+    assert match_append(text.encode()) is None
 
 
 PREFIXES = [
@@ -78,7 +78,7 @@ def test_whatever_the_fast_path_accepts_is_exactly_one_append_with_audio_and_may
     prefix: str, audio: bytes, noise: str, tail: str
 ) -> None:
     text = prefix + base64.b64encode(audio).decode() + noise + tail
-    frame = match_append(text)
+    frame = match_append(text.encode())
     if frame is None:
         return
     event = json.loads(text)  # valid JSON, one object
@@ -90,7 +90,7 @@ def test_whatever_the_fast_path_accepts_is_exactly_one_append_with_audio_and_may
 
 
 def test_the_property_above_sees_accepted_frames_too() -> None:
-    assert match_append(PREFIXES[1] + "AAAA" + TAILS[2]) is not None
+    assert match_append((PREFIXES[1] + "AAAA" + TAILS[2]).encode()) is not None
 
 
 @given(st.binary(max_size=300))
@@ -112,8 +112,8 @@ def test_an_upstream_audio_delta_gives_its_ids_and_length_without_a_parse() -> N
         },
         separators=(",", ":"),
     )
-    frame = match_audio_delta(compact)
-    assert frame is not None and (frame.item_id, frame.response_id, frame.audio_bytes) == (
+    frame = match_audio_delta(compact.encode())
+    assert frame == (
         "item_B",
         "resp_A",
         4800,
@@ -126,8 +126,24 @@ def test_an_upstream_audio_delta_gives_its_ids_and_length_without_a_parse() -> N
             "response_id": "r",
         }
     )
-    frame = match_audio_delta(spaced)
-    assert frame is not None and (frame.item_id, frame.response_id, frame.audio_bytes) == ("i", "r", 4798)
-    assert match_audio_delta('{"type":"response.output_audio.delta","delta":"AAAA","item_id":"i"}') is None
-    assert match_audio_delta('{"type":"response.output_audio.done","item_id":"i","response_id":"r"}') is None
-    assert match_audio_delta('{"event_id":"e","type":"response.output_audio.delta","delta":"AAAA"}') is None
+    frame = match_audio_delta(spaced.encode())
+    assert frame == ("i", "r", 4798)
+    assert match_audio_delta(b'{"type":"response.output_audio.delta","delta":"AAAA","item_id":"i"}') is None
+    assert match_audio_delta(b'{"type":"response.output_audio.done","item_id":"i","response_id":"r"}') is None
+    assert match_audio_delta(b'{"event_id":"e","type":"response.output_audio.delta","delta":"AAAA"}') is None
+
+
+def test_an_escaped_or_non_ascii_delta_goes_to_the_full_parse() -> None:
+    # A JSON encoder may escape "+" or "/" (System.Text.Json writes "\\u002B"): the length must then
+    # come from the parse, not from the raw text.
+    escaped = b'{"type":"response.output_audio.delta","item_id":"i","response_id":"r","delta":"AA\\u002BA"}'
+    assert match_audio_delta(escaped) is None
+    accented = '{"type":"response.output_audio.delta","item_id":"é","response_id":"r","delta":"AAAA"}'
+    assert match_audio_delta(accented.encode()) is None
+
+
+@given(st.binary(max_size=300))
+def test_the_decoded_length_of_base64_bytes_matches_too(raw: bytes) -> None:
+    encoded = base64.b64encode(raw)
+    assert b64_decoded_length(encoded) == len(raw)
+    assert b64_decoded_length(b"x" + encoded + b"y", 1, len(encoded) + 1) == len(raw)

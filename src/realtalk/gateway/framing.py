@@ -32,23 +32,33 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["AppendFrame", "AudioDeltaFrame", "b64_decoded_length", "match_append", "match_audio_delta"]
+__all__ = [
+    "AppendFrame",
+    "AudioDelta",
+    "append_audio_bytes",
+    "b64_decoded_length",
+    "match_append",
+    "match_audio_delta",
+]
 
 _APPEND_PREFIXES: Final = (
-    '{"type":"input_audio_buffer.append","audio":"',
-    '{"type": "input_audio_buffer.append", "audio": "',
+    b'{"type":"input_audio_buffer.append","audio":"',
+    b'{"type": "input_audio_buffer.append", "audio": "',
 )
-_APPEND_TAIL: Final = re.compile(r'(?:, ?"event_id": ?"([A-Za-z0-9_.:\-]{1,128})")?\}')
+_APPEND_TAIL: Final = re.compile(rb'(?:, ?"event_id": ?"([A-Za-z0-9_.:\-]{1,128})")?\}')
 _B64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
+_UI_START: Final = len(_APPEND_PREFIXES[0])
+_SDK_START: Final = len(_APPEND_PREFIXES[1])
+
 _DELTA_PREFIXES: Final = (
-    '{"type":"response.output_audio.delta",',
-    '{"type": "response.output_audio.delta", ',
+    b'{"type":"response.output_audio.delta",',
+    b'{"type": "response.output_audio.delta", ',
 )
-_MAX_ID_CHARS: Final = 128
+_MAX_ID_BYTES: Final = 128
 
 
-@dataclass(slots=True)  # not frozen: one per audio frame, and a frozen init costs 2.5x
+@dataclass(frozen=True, slots=True)
 class AppendFrame:
     """A client ``input_audio_buffer.append`` that passed the strict shape check."""
 
@@ -56,82 +66,100 @@ class AppendFrame:
     event_id: str | None
 
 
-@dataclass(slots=True)
-class AudioDeltaFrame:
-    """The ids and audio length of an upstream ``response.output_audio.delta``."""
-
-    item_id: str
-    response_id: str
-    audio_bytes: int
+# An upstream audio delta's (item_id, response_id, decoded audio bytes): a tuple, made per frame.
+AudioDelta = tuple[str, str, int]
+_EQUALS: Final = 61  # "="
 
 
-def b64_decoded_length(text: str, start: int = 0, end: int | None = None) -> int | None:
+def b64_decoded_length(text: str | bytes, start: int = 0, end: int | None = None) -> int | None:
     """The decoded size of the standard base64 in ``text[start:end]``, or ``None`` if it is not base64."""
     stop = len(text) if end is None else end
     length = stop - start
-    if length % 4 or not text.isascii():
+    if length % 4:
         return None
-    padding = 2 if text.startswith("==", stop - 2, stop) else 1 if text.startswith("=", stop - 1, stop) else 0
-    if length < padding or text[start : stop - padding].encode("ascii").translate(None, _B64_ALPHABET):
-        return None  # a character outside the alphabet (or "=" before the end)
+    if isinstance(text, str):
+        if not text.isascii():
+            return None
+        text = text.encode("ascii")
+    padding = 2 if text.startswith(b"==", stop - 2, stop) else int(text.startswith(b"=", stop - 1, stop))
+    # Deleting the alphabet leaves nothing exactly when every byte is in it (non-ASCII included).
+    if length < padding or text[start : stop - padding].translate(None, _B64_ALPHABET):
+        return None  # a byte outside the alphabet (or "=" before the end)
     return length // 4 * 3 - padding
 
 
-def match_append(text: str) -> AppendFrame | None:
-    """The append's audio size and event id when ``text`` has exactly a fast-path shape, else ``None``."""
-    if text.startswith(_APPEND_PREFIXES[0]):
-        start = len(_APPEND_PREFIXES[0])
-    elif text.startswith(_APPEND_PREFIXES[1]):
-        start = len(_APPEND_PREFIXES[1])
+def append_audio_bytes(data: bytes) -> int:
+    """The decoded audio size of the UTF-8 frame ``data`` when it has exactly a fast-path shape,
+    else -1. The relay's per-frame check: no allocation beyond the alphabet check."""
+    if data.startswith(_APPEND_PREFIXES[0]):
+        start = _UI_START
+    elif data.startswith(_APPEND_PREFIXES[1]):
+        start = _SDK_START
     else:
-        return None
-    end = text.find('"', start)
-    if end < 0:
-        return None
-    tail = _APPEND_TAIL.fullmatch(text, end + 1)
-    if tail is None:
-        return None
-    audio_bytes = b64_decoded_length(text, start, end)
-    if audio_bytes is None:
-        return None
-    return AppendFrame(audio_bytes, tail.group(1))
+        return -1
+    end = data.find(b'"', start)
+    length = end - start
+    if end < 0 or length % 4 or _APPEND_TAIL.fullmatch(data, end + 1) is None:
+        return -1
+    # The byte before the span is the opening quote, so a short span cannot look padded.
+    padding = (data[end - 1] == _EQUALS) + (data[end - 2] == _EQUALS) if length else 0
+    if data[start : end - padding].translate(None, _B64_ALPHABET):
+        return -1  # a byte outside the alphabet (or "=" before the end)
+    return length // 4 * 3 - padding
 
 
-def match_audio_delta(text: str) -> AudioDeltaFrame | None:
-    """Ids and audio length of an upstream audio delta, found without a parse; ``None`` if not one."""
-    if text.startswith(_DELTA_PREFIXES[0]):
+def match_append(data: bytes) -> AppendFrame | None:
+    """``append_audio_bytes`` with the event id too (for tests and tools; the relay needs the size)."""
+    audio_bytes = append_audio_bytes(data)
+    if audio_bytes < 0:
+        return None
+    start = _UI_START if data.startswith(_APPEND_PREFIXES[0]) else _SDK_START
+    tail = _APPEND_TAIL.fullmatch(data, data.find(b'"', start) + 1)
+    assert tail is not None
+    event_id = tail.group(1)
+    return AppendFrame(audio_bytes, event_id.decode("ascii") if event_id is not None else None)
+
+
+def match_audio_delta(data: bytes) -> AudioDelta | None:
+    """Ids and audio length of an upstream audio delta (UTF-8 frame ``data``), found without a
+    parse; ``None`` if not one, or not plainly one (escapes, non-ASCII ids). The upstream is
+    trusted: its base64 is not checked byte by byte, only for escapes."""
+    if data.startswith(_DELTA_PREFIXES[0]):
         spaced = False
-    elif text.startswith(_DELTA_PREFIXES[1]):
+    elif data.startswith(_DELTA_PREFIXES[1]):
         spaced = True
     else:
         return None
-    key = '"delta": "' if spaced else '"delta":"'
-    start = text.find(key)
+    key = b'"delta": "' if spaced else b'"delta":"'
+    start = data.find(key)
     if start < 0:
         return None
     start += len(key)
-    end = text.find('"', start)
-    if end < 0 or text.find("\\", start, end) >= 0:
+    end = data.find(b'"', start)
+    if end < 0 or data.find(b"\\", start, end) >= 0:
         return None
-    item_id = _string_field(text, "item_id", spaced, start, end)
-    response_id = _string_field(text, "response_id", spaced, start, end)
+    item_id = _string_field(data, b"item_id", spaced, start, end)
+    response_id = _string_field(data, b"response_id", spaced, start, end)
     if item_id is None or response_id is None:
         return None
     length = end - start
-    padding = 2 if text.endswith("==", start, end) else 1 if text.endswith("=", start, end) else 0
-    return AudioDeltaFrame(item_id, response_id, length // 4 * 3 - padding)
+    padding = (data[end - 1] == _EQUALS) + (data[end - 2] == _EQUALS) if length >= 2 else 0
+    return item_id, response_id, length // 4 * 3 - padding
 
 
-def _string_field(text: str, name: str, spaced: bool, skip_start: int, skip_end: int) -> str | None:
+def _string_field(data: bytes, name: bytes, spaced: bool, skip_start: int, skip_end: int) -> str | None:
     # Looked for outside the base64 span, which cannot contain a quote anyway.
-    key = f'"{name}": "' if spaced else f'"{name}":"'
-    at = text.find(key, 0, skip_start)
+    key = b'"' + name + (b'": "' if spaced else b'":"')
+    at = data.find(key, 0, skip_start)
     if at < 0:
-        at = text.find(key, skip_end)
+        at = data.find(key, skip_end)
         if at < 0:
             return None
     at += len(key)
-    close = text.find('"', at, at + _MAX_ID_CHARS + 1)
-    if close < 0 or text.find("\\", at, close) >= 0:
+    close = data.find(b'"', at, at + _MAX_ID_BYTES + 1)
+    if close < 0 or data.find(b"\\", at, close) >= 0:
         return None
-    return text[at:close]
+    try:
+        return data[at:close].decode("ascii")
+    except UnicodeDecodeError:
+        return None  # not plainly ASCII: the full parse decides

@@ -39,6 +39,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, Final, Protocol
 
 from picows import WSCloseCode, WSError, WSFrame, WSListener, WSMsgType, WSTransport
@@ -49,7 +50,7 @@ from realtalk.errors import LocalProtocolError
 from realtalk.gateway import extension
 from realtalk.gateway.config import GatewayConfig
 from realtalk.gateway.extension import FLUSHED, PLAYBACK, NoticeLevel, PlaybackReport, parse_playback_report
-from realtalk.gateway.framing import b64_decoded_length, match_append, match_audio_delta
+from realtalk.gateway.framing import append_audio_bytes, b64_decoded_length, match_audio_delta
 from realtalk.gateway.limits import EventRateLimiter
 from realtalk.gateway.logs import SessionLog
 from realtalk.gateway.metrics import CLIENT_TO_UPSTREAM, UPSTREAM_TO_CLIENT, GatewayMetrics
@@ -76,6 +77,7 @@ _MAX_REASON_BYTES: Final = 123
 _CORE_EVENT_IDS_KEPT: Final = 64
 _LATENCY_WINDOW_CHUNKS: Final = 500
 _HOLD_FRAMES: Final = 8
+_TEXT: Final = WSMsgType.TEXT
 _ASGI_OUTBOX_HIGH: Final = 256
 _ASGI_OUTBOX_LOW: Final = 64
 _ASGI_CLOSE_WAIT_S: Final = 5.0
@@ -132,7 +134,7 @@ class GatewaySession(FrameSink):
         self.ui = ui
         self._svc = services
         self._limits = services.config.limits
-        self._max_chars = self._limits.max_message_bytes
+        self._max_bytes = self._limits.max_message_bytes
         self._ws = websocket
         self._client: ClientChannel | None = None
         self._asgi: _AsgiChannel | None = None
@@ -149,7 +151,7 @@ class GatewaySession(FrameSink):
         self._started_s = now
         self._last_client_s = now
         self._configured = False
-        self._held: list[tuple[str, bytes, float]] = []
+        self._held: list[tuple[bytes, float]] = []
         self._client_paused: set[str] = set()
         self._end_requested = asyncio.Event()
         self._ending: Ending | None = None
@@ -316,18 +318,18 @@ class GatewaySession(FrameSink):
 
     # -- the client's side (FrameSink) ------------------------------------------------------------
 
-    def client_text(self, text: str, data: bytes) -> None:
+    def client_text(self, data: bytes) -> None:
         if self._ending is not None:
             return
         try:
-            received_s = time.perf_counter()
+            received_s = perf_counter()
             self._last_client_s = received_s
-            if len(text) > self._max_chars:
+            if len(data) > self._max_bytes:
                 self._refuse(
                     Refusal(
                         "message_too_large",
-                        f"Rule 'message size': this event has {len(text)} characters; "
-                        f"the limit is {self._max_chars}.",
+                        f"Rule 'message size': this event has {len(data)} bytes; "
+                        f"the limit is {self._max_bytes}.",
                     ),
                     None,
                 )
@@ -341,10 +343,10 @@ class GatewaySession(FrameSink):
                     None,
                 )
             elif self._configured:
-                self._client_frame(text, data, received_s)
+                self._client_frame(data, received_s)
             else:
                 # Held until the authoritative session.update went upstream.
-                self._held.append((text, data, received_s))
+                self._held.append((data, received_s))
                 if len(self._held) >= _HOLD_FRAMES:
                     self._pause_client("held")
         except Exception as exc:  # a bug must end this session, not the server
@@ -381,29 +383,32 @@ class GatewaySession(FrameSink):
             if not paused and self._client is not None:
                 self._client.resume_reading()
 
-    def _client_frame(self, text: str, data: bytes, received_s: float) -> None:
-        frame = match_append(text)
-        if frame is not None and not self._draining:
-            self._core.audio_appended(frame.audio_bytes, received_s)
-            self._upstream_send(data)
-            traffic = self._traffic
-            traffic.appends += 1
-            traffic.bytes[0] += len(text)
-            traffic.latency(0, time.perf_counter() - received_s)
+    def _client_frame(self, data: bytes, received_s: float) -> None:
+        audio_bytes = append_audio_bytes(data)
+        if audio_bytes < 0 or self._draining:
+            self._client_event(data, received_s)
             return
-        self._client_event(text, data, received_s)
+        # The fast path: an audio append, forwarded as the bytes that came.
+        self._core.audio_appended(audio_bytes, received_s)
+        upstream = self._upstream
+        if upstream is not None and not upstream.is_close_frame_sent:
+            upstream.send(_TEXT, data)
+        traffic = self._traffic
+        traffic.appends += 1
+        traffic.bytes[0] += len(data)
+        traffic.latency(0, perf_counter() - received_s)
 
     def _release_held(self) -> None:
         held, self._held = self._held, []
-        for text, data, received_s in held:
+        for data, received_s in held:
             if self._ending is not None:
                 return
-            self._client_frame(text, data, received_s)
+            self._client_frame(data, received_s)
         self._resume_client("held")
 
-    def _client_event(self, text: str, data: bytes, received_s: float) -> None:
+    def _client_event(self, data: bytes, received_s: float) -> None:
         try:
-            event = json.loads(text)
+            event = json.loads(data)
         except (ValueError, RecursionError):
             self._refuse(Refusal("invalid_json", "The event is not valid JSON."), None)
             return
@@ -428,7 +433,7 @@ class GatewaySession(FrameSink):
         self._upstream_send(data)
         traffic = self._traffic
         traffic.event(CLIENT_TO_UPSTREAM, event_type)
-        traffic.bytes[0] += len(text)
+        traffic.bytes[0] += len(data)
         traffic.latency(0, time.perf_counter() - received_s)
 
     def _drain_refusal(self, event_type: object) -> Refusal | None:
@@ -480,7 +485,7 @@ class GatewaySession(FrameSink):
     def _upstream_send(self, data: bytes) -> None:
         upstream = self._upstream
         if upstream is not None and not upstream.is_close_frame_sent:
-            upstream.send(WSMsgType.TEXT, data)
+            upstream.send(_TEXT, data)
 
     def upstream_connected(self, transport: WSTransport) -> None:
         self._upstream = transport
@@ -515,29 +520,24 @@ class GatewaySession(FrameSink):
         return Ending("upstream_closed", code, text, notice=(level, "upstream_closed", text))
 
     def _upstream_message(self, data: bytes) -> None:
-        received_s = time.perf_counter()
+        received_s = perf_counter()
         traffic = self._traffic
-        try:
-            message = data.decode()
-        except UnicodeDecodeError:
-            self.log.warning("upstream sent a text frame that is not UTF-8; dropped")
-            return
-        delta = match_audio_delta(message)
+        delta = match_audio_delta(data)
         if delta is not None:
-            audible = self._core.receive_audio_delta(
-                delta.item_id, delta.response_id, delta.audio_bytes, received_s
-            )
-            # UI sessions do not get audio the core already flushed or cut (it would be played late).
-            if audible or not self.ui:
-                self._client_send_bytes(data)
-                traffic.latency(1, time.perf_counter() - received_s)
+            # The fast path: an audio delta, forwarded as the bytes that came. UI sessions do not get
+            # audio the core already flushed or cut (it would be played late).
+            if self._core.receive_audio_delta(*delta, received_s) or not self.ui:
+                client = self._client
+                if client is not None:
+                    client.send_text(data)
+                traffic.latency(1, perf_counter() - received_s)
             traffic.deltas += 1
-            traffic.bytes[1] += len(message)
+            traffic.bytes[1] += len(data)
             return
         try:
-            event = json.loads(message)
-        except (ValueError, RecursionError):
-            self.log.warning("upstream sent a frame that is not JSON; dropped")
+            event = json.loads(data)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            self.log.warning("upstream sent a frame that is not UTF-8 JSON; dropped")
             return
         if not isinstance(event, dict):
             self.log.warning("upstream sent JSON that is not an object; dropped")
@@ -559,7 +559,7 @@ class GatewaySession(FrameSink):
             self._client_send_bytes(outgoing)
             traffic.latency(1, time.perf_counter() - received_s)
         traffic.event(UPSTREAM_TO_CLIENT, event_type)
-        traffic.bytes[1] += len(message)
+        traffic.bytes[1] += len(data)
         self._flush_core()
         if created:
             self._release_held()
@@ -775,7 +775,7 @@ class _AsgiChannel:
                     return
                 text = message.get("text")
                 if text is not None:
-                    self._sink.client_text(text, text.encode())
+                    self._sink.client_text(text.encode())
                 else:
                     self._sink.client_binary(message.get("bytes") or b"")
         except (WebSocketDisconnect, RuntimeError, OSError):

@@ -536,13 +536,11 @@ class ClientProtocol:
             )
 
     def _count_audio(self, item_id: str, response_id: str, samples: int, now_s: float) -> bool:
-        self.conversation.audio_received(
+        cut = self.conversation.audio_received(
             item_id, samples, sample_rate_hz=self._output_format.sample_rate_hz, response_id=response_id
         )
         self._latency.audio_received(response_id, now_s)
-        if response_id in self._silenced or item_id in self._flush_pending:
-            return False
-        return not self.conversation.is_cut(item_id)
+        return not (cut or response_id in self._silenced or item_id in self._flush_pending)
 
     def _on_response_created(self, event: ResponseCreatedEvent) -> None:
         response_id = event.response.id

@@ -339,12 +339,17 @@ class Conversation:
 
     def audio_received(
         self, item_id: str, samples: int, *, sample_rate_hz: int, response_id: str | None = None
-    ) -> None:
-        """Count ``samples`` of output audio received for ``item_id``."""
-        item = self._ensure(item_id, role="assistant", response_id=response_id)
+    ) -> bool:
+        """Count ``samples`` of output audio received for ``item_id``; returns whether the item was
+        cut by a barge-in (called for every audio delta: one lookup for both)."""
+        item = self._items.get(item_id)
+        if item is None or (response_id is not None and item.response_id is None):
+            item = self._ensure(item_id, role="assistant", response_id=response_id)
         item.audio_received_samples += samples
-        self._any_audio = self._any_audio or samples > 0
+        if samples > 0:
+            self._any_audio = True
         item.sample_rate_hz = sample_rate_hz
+        return item.cut
 
     def audio_played(self, item_id: str, samples: int) -> int:
         """Count ``samples`` more played for ``item_id``; returns the total (clamped to received)."""

@@ -24,11 +24,9 @@ class LatencySample:
     first_audio_received_ms: float | None
 
 
-@dataclass(slots=True)  # not frozen: one is made per audio chunk, and frozen init costs 2.5x
-class _Chunk:
-    start_ms: float
-    end_ms: float
-    sent_at_s: float
+# One per audio chunk sent: (start_ms, end_ms, sent_at_s). A tuple, because a relay makes one
+# per frame and a tuple costs a fraction of a dataclass instance.
+_Chunk = tuple[float, float, float]
 
 
 class TurnLatency:
@@ -50,8 +48,9 @@ class TurnLatency:
     def audio_sent(self, samples: int, sample_rate_hz: int, now_s: float) -> None:
         """Input audio of ``samples`` samples was sent at ``now_s`` (its last sample captured then)."""
         duration_ms = samples * 1000 / sample_rate_hz
-        self._chunks.append(_Chunk(self._input_ms, self._input_ms + duration_ms, now_s))
-        self._input_ms += duration_ms
+        start_ms = self._input_ms
+        self._input_ms = end_ms = start_ms + duration_ms
+        self._chunks.append((start_ms, end_ms, now_s))
 
     def speech_ended(self, audio_end_ms: int) -> None:
         """Server VAD says speech ended ``audio_end_ms`` into the session's input audio."""
@@ -60,7 +59,7 @@ class TurnLatency:
     def committed_manually(self) -> None:
         """A manual commit ends the turn: the user stopped when the last audio was sent."""
         if self._chunks:
-            self._turn_end_s = self._chunks[-1].sent_at_s
+            self._turn_end_s = self._chunks[-1][2]
 
     def response_started(self, response_id: str) -> None:
         """A response started; it is the reply to the latest turn end, if there is one."""
@@ -88,9 +87,9 @@ class TurnLatency:
     def _client_time_of(self, audio_ms: float) -> float | None:
         # A chunk sent at t ends with the sample captured at t, so an offset inside it was captured
         # (end - offset) earlier. Audio streamed faster than real time makes this an underestimate.
-        for chunk in reversed(self._chunks):
-            if chunk.start_ms <= audio_ms <= chunk.end_ms:
-                return chunk.sent_at_s - (chunk.end_ms - audio_ms) / 1000.0
-        if self._chunks and audio_ms > self._chunks[-1].end_ms:
-            return self._chunks[-1].sent_at_s
+        for start_ms, end_ms, sent_at_s in reversed(self._chunks):
+            if start_ms <= audio_ms <= end_ms:
+                return sent_at_s - (end_ms - audio_ms) / 1000.0
+        if self._chunks and audio_ms > self._chunks[-1][1]:
+            return self._chunks[-1][2]
         return None
