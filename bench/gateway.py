@@ -121,7 +121,7 @@ async def run_gateway(upstream_port: int) -> None:
     from realtalk.gateway import Gateway, create_app
     from realtalk.settings import load_settings
 
-    gateway = Gateway(create_app(load_settings(env_file=None)))
+    gateway = Gateway(create_app(load_settings(env_file=None)), freeze_gc=True)  # as `realtalk serve`
     await gateway.start()
     print(gateway.port, flush=True)
     await gateway.serve_forever()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
 from realtalk.emulator import Faults, parse_scenario
+from realtalk.gateway import Gateway, create_app
 
-from .conftest import b64, text_turn
+from .conftest import b64, gateway_settings, text_turn
 
 LONG_REPLY = " ".join(["This reply is long enough to be in flight when the server is asked to stop."] * 4)
 
@@ -109,3 +111,20 @@ async def test_a_draining_gateway_refuses_new_clients(emulator, gateway, client)
                 pass
         assert refused.value.response.status_code == 503
         assert emu.stats.handshakes == 1
+
+
+async def test_a_gateway_that_owns_its_process_freezes_the_startup_heap_out_of_the_collector(
+    emulator, tmp_path, fast_engines
+) -> None:
+    async with emulator() as emu:
+        app = create_app(gateway_settings(emu), static_dir=tmp_path, emulator_engines=fast_engines)
+        gc.unfreeze()
+        try:
+            async with Gateway(app, freeze_gc=True):
+                frozen = gc.get_freeze_count()
+            assert frozen > 10_000  # FastAPI, pydantic and the SDK's types: most of the heap
+            gc.unfreeze()
+            async with Gateway(create_app(gateway_settings(emu), static_dir=tmp_path)):
+                assert gc.get_freeze_count() == 0  # the default (tests, embedding): untouched
+        finally:
+            gc.unfreeze()

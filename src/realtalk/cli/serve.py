@@ -90,7 +90,7 @@ def serve(
         raise typer.Exit(2)
     _configure_logging(level)
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(_serve(Gateway(app, handle_signals=True)))
+        runner.run(_serve(Gateway(app, handle_signals=True, freeze_gc=True)))
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
