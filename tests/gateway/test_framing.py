@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from realtalk.emulator.events import audio_delta
+from realtalk.gateway import framing
 from realtalk.gateway.framing import b64_decoded_length, match_append, match_audio_delta
 
 AUDIO = base64.b64encode(bytes(range(256)) * 18 + b"\x01").decode()  # 4,609 bytes: "=" padding
@@ -147,3 +149,18 @@ def test_the_decoded_length_of_base64_bytes_matches_too(raw: bytes) -> None:
     encoded = base64.b64encode(raw)
     assert b64_decoded_length(encoded) == len(raw)
     assert b64_decoded_length(b"x" + encoded + b"y", 1, len(encoded) + 1) == len(raw)
+
+
+def test_the_emulators_delta_takes_the_one_match_path_and_any_other_order_the_scanner() -> None:
+    audio = base64.b64encode(bytes(4801)).decode()
+    sent = json.dumps(audio_delta("resp_A", "item_B", 0, audio), separators=(",", ":")).encode()
+    assert framing._DELTA_HEAD.match(sent) is not None  # the shape the emulator (and Azure) send
+    assert match_audio_delta(sent) == ("item_B", "resp_A", 4801)
+    reordered = json.dumps(
+        {"type": "response.output_audio.delta", "item_id": "item_B", "delta": audio, "response_id": "resp_A"},
+        separators=(",", ":"),
+    ).encode()
+    assert framing._DELTA_HEAD.match(reordered) is None
+    assert match_audio_delta(reordered) == ("item_B", "resp_A", 4801)
+    quoted_id = sent.replace(b'"item_B"', b'"item\\"B"')
+    assert match_audio_delta(quoted_id) is None  # an escaped quote in an id: the full parse decides

@@ -56,6 +56,14 @@ _DELTA_PREFIXES: Final = (
     b'{"type": "response.output_audio.delta", ',
 )
 _MAX_ID_BYTES: Final = 128
+# The shape the service and the emulator send (compact JSON, fields in the documented order):
+# the ids in one match. Any other order or spacing is found by the field scanner below.
+_ID: Final = rb"([\x20\x21\x23-\x5b\x5d-\x7e]{1,128})"  # printable ASCII without '"' and '\'
+_DELTA_HEAD: Final = re.compile(
+    rb'\{"type":"response\.output_audio\.delta",(?:"event_id":"[\x20\x21\x23-\x5b\x5d-\x7e]{0,128}",)?'
+    rb'"response_id":"' + _ID + rb'","item_id":"' + _ID + rb'",'
+    rb'"output_index":\d{1,9},"content_index":\d{1,9},"delta":"'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +132,20 @@ def match_audio_delta(data: bytes) -> AudioDelta | None:
     """Ids and audio length of an upstream audio delta (UTF-8 frame ``data``), found without a
     parse; ``None`` if not one, or not plainly one (escapes, non-ASCII ids). The upstream is
     trusted: its base64 is not checked byte by byte, only for escapes."""
+    head = _DELTA_HEAD.match(data)
+    if head is None:
+        return _scan_audio_delta(data)
+    start = head.end()
+    end = data.find(b'"', start)
+    if end < 0 or data.find(b"\\", start, end) >= 0:
+        return None
+    length = end - start
+    padding = (data[end - 1] == _EQUALS) + (data[end - 2] == _EQUALS) if length >= 2 else 0
+    return head.group(2).decode("ascii"), head.group(1).decode("ascii"), length // 4 * 3 - padding
+
+
+def _scan_audio_delta(data: bytes) -> AudioDelta | None:
+    # Any key order, compact or spaced JSON.
     if data.startswith(_DELTA_PREFIXES[0]):
         spaced = False
     elif data.startswith(_DELTA_PREFIXES[1]):

@@ -494,7 +494,21 @@ class GatewaySession(FrameSink):
         if self._ending is not None:
             return
         try:
-            self._upstream_message(data)
+            received_s = perf_counter()
+            delta = match_audio_delta(data)
+            if delta is None:
+                self._upstream_event(data, received_s)
+                return
+            # The fast path: an audio delta, forwarded as the bytes that came. UI sessions do not get
+            # audio the core already flushed or cut (it would be played late).
+            traffic = self._traffic
+            if self._core.receive_audio_delta(*delta, received_s) or not self.ui:
+                client = self._client
+                if client is not None:
+                    client.send_text(data)
+                traffic.latency(1, perf_counter() - received_s)
+            traffic.deltas += 1
+            traffic.bytes[1] += len(data)
         except Exception as exc:  # a bug must end this session, not the server
             self._failed(exc)
 
@@ -519,21 +533,8 @@ class GatewaySession(FrameSink):
         level: NoticeLevel = "info" if code == 1000 else "warning"
         return Ending("upstream_closed", code, text, notice=(level, "upstream_closed", text))
 
-    def _upstream_message(self, data: bytes) -> None:
-        received_s = perf_counter()
+    def _upstream_event(self, data: bytes, received_s: float) -> None:
         traffic = self._traffic
-        delta = match_audio_delta(data)
-        if delta is not None:
-            # The fast path: an audio delta, forwarded as the bytes that came. UI sessions do not get
-            # audio the core already flushed or cut (it would be played late).
-            if self._core.receive_audio_delta(*delta, received_s) or not self.ui:
-                client = self._client
-                if client is not None:
-                    client.send_text(data)
-                traffic.latency(1, perf_counter() - received_s)
-            traffic.deltas += 1
-            traffic.bytes[1] += len(data)
-            return
         try:
             event = json.loads(data)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
