@@ -511,12 +511,10 @@ def report(
             ratio = row["cpu_ms_per_1000_events"] / same["naive"]
             row["cpu_vs_naive"] = round(ratio, 3)
             (saturated_ratios if row["saturated"] else ratios).append(ratio)
-        if "naive" in same and "passthrough" in same and same["naive"] > same["passthrough"]:
-            # What each relay's own logic costs above the server stack both of them run on.
-            gateway_logic = row["cpu_ms_per_1000_events"] - same["passthrough"]
-            naive_logic = same["naive"] - same["passthrough"]
-            row["relay_logic_cpu_ms_per_1000_events"] = round(gateway_logic, 1)
-            logic_ratios.append(gateway_logic / naive_logic)
+        if "passthrough" in same and not row["saturated"]:
+            # Against a relay that does nothing to the frames on the usual stack (FastAPI,
+            # uvicorn's ASGI WebSocket, the websockets client): the gateway with all its work.
+            logic_ratios.append(row["cpu_ms_per_1000_events"] / same["passthrough"])
     if ratios:
         targets["cpu_per_event_vs_naive"] = {
             "worst_ratio": round(max(ratios), 3),
@@ -528,7 +526,7 @@ def report(
             "saturated_ratios": [round(r, 3) for r in saturated_ratios],
         }
     if logic_ratios:
-        targets["relay_logic_cpu_vs_naive_above_passthrough"] = {
+        targets["cpu_per_event_vs_passthrough"] = {
             "median_ratio": round(statistics.median(logic_ratios), 3),
             "ratios": [round(r, 3) for r in logic_ratios],
         }

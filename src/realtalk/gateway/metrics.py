@@ -65,6 +65,22 @@ class Traffic:
         self.latency_buckets[index][bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         self.latency_sum_s[index] += seconds
 
+    def append(self, size: int, seconds: float) -> None:
+        """A fast-path client append of ``size`` bytes, forwarded ``seconds`` after it arrived."""
+        self.appends += 1
+        self.bytes[0] += size
+        self.latency_buckets[0][bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.latency_sum_s[0] += seconds
+
+    def delta(self, size: int, seconds: float | None) -> None:
+        """A fast-path upstream audio delta of ``size`` bytes; ``seconds`` to forward it, or ``None``
+        when it was not forwarded (audio of a reply the UI already cut)."""
+        self.deltas += 1
+        self.bytes[1] += size
+        if seconds is not None:
+            self.latency_buckets[1][bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+            self.latency_sum_s[1] += seconds
+
     def merge_into(self, total: Traffic) -> None:
         total.appends += self.appends
         total.deltas += self.deltas

@@ -343,7 +343,16 @@ class GatewaySession(FrameSink):
                     None,
                 )
             elif self._configured:
-                self._client_frame(data, received_s)
+                audio_bytes = append_audio_bytes(data)
+                if audio_bytes < 0 or self._draining:
+                    self._client_event(data, received_s)
+                    return
+                # The fast path: an audio append, forwarded as the bytes that came.
+                self._core.audio_appended(audio_bytes, received_s)
+                upstream = self._upstream
+                if upstream is not None and not upstream.is_close_frame_sent:
+                    upstream.send(_TEXT, data)
+                self._traffic.append(len(data), perf_counter() - received_s)
             else:
                 # Held until the authoritative session.update went upstream.
                 self._held.append((data, received_s))
@@ -384,19 +393,14 @@ class GatewaySession(FrameSink):
                 self._client.resume_reading()
 
     def _client_frame(self, data: bytes, received_s: float) -> None:
+        # A held frame, released once the session is configured (``client_text`` inlines this).
         audio_bytes = append_audio_bytes(data)
         if audio_bytes < 0 or self._draining:
             self._client_event(data, received_s)
             return
-        # The fast path: an audio append, forwarded as the bytes that came.
         self._core.audio_appended(audio_bytes, received_s)
-        upstream = self._upstream
-        if upstream is not None and not upstream.is_close_frame_sent:
-            upstream.send(_TEXT, data)
-        traffic = self._traffic
-        traffic.appends += 1
-        traffic.bytes[0] += len(data)
-        traffic.latency(0, perf_counter() - received_s)
+        self._upstream_send(data)
+        self._traffic.append(len(data), perf_counter() - received_s)
 
     def _release_held(self) -> None:
         held, self._held = self._held, []
@@ -501,14 +505,13 @@ class GatewaySession(FrameSink):
                 return
             # The fast path: an audio delta, forwarded as the bytes that came. UI sessions do not get
             # audio the core already flushed or cut (it would be played late).
-            traffic = self._traffic
             if self._core.receive_audio_delta(*delta, received_s) or not self.ui:
                 client = self._client
                 if client is not None:
                     client.send_text(data)
-                traffic.latency(1, perf_counter() - received_s)
-            traffic.deltas += 1
-            traffic.bytes[1] += len(data)
+                self._traffic.delta(len(data), perf_counter() - received_s)
+            else:
+                self._traffic.delta(len(data), None)
         except Exception as exc:  # a bug must end this session, not the server
             self._failed(exc)
 
