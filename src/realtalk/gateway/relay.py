@@ -36,7 +36,6 @@ import contextlib
 import json
 import logging
 import secrets
-import time
 from collections import deque
 from dataclasses import dataclass
 from time import perf_counter
@@ -146,7 +145,7 @@ class GatewaySession(FrameSink):
             # 10 s of 20 ms chunks: speech_stopped names audio sent a second or two before.
             latency_window_chunks=_LATENCY_WINDOW_CHUNKS,
         )
-        now = time.perf_counter()
+        now = perf_counter()
         self._limiter = EventRateLimiter(self._limits.max_events_per_s, self._limits.event_burst, now)
         self._started_s = now
         self._last_client_s = now
@@ -251,9 +250,9 @@ class GatewaySession(FrameSink):
     async def _supervise(self) -> None:
         """Wait for the end: a side closing, a limit in time, the budget, a shutdown."""
         limits = self._limits
-        created_by = time.perf_counter() + self._svc.config.connect_timeout_s
+        created_by = perf_counter() + self._svc.config.connect_timeout_s
         while self._ending is None:
-            now = time.perf_counter()
+            now = perf_counter()
             duration_at = self._started_s + limits.max_session_s
             idle_at = self._last_client_s + limits.idle_timeout_s
             if now >= duration_at:
@@ -343,16 +342,7 @@ class GatewaySession(FrameSink):
                     None,
                 )
             elif self._configured:
-                audio_bytes = append_audio_bytes(data)
-                if audio_bytes < 0 or self._draining:
-                    self._client_event(data, received_s)
-                    return
-                # The fast path: an audio append, forwarded as the bytes that came.
-                self._core.audio_appended(audio_bytes, received_s)
-                upstream = self._upstream
-                if upstream is not None and not upstream.is_close_frame_sent:
-                    upstream.send(_TEXT, data)
-                self._traffic.append(len(data), perf_counter() - received_s)
+                self._client_frame(data, received_s)
             else:
                 # Held until the authoritative session.update went upstream.
                 self._held.append((data, received_s))
@@ -363,7 +353,7 @@ class GatewaySession(FrameSink):
 
     def client_binary(self, data: bytes) -> None:
         if self._ending is None:
-            self._last_client_s = time.perf_counter()
+            self._last_client_s = perf_counter()
             self._refuse(Refusal("invalid_event", "Binary frames are not supported; send JSON text."), None)
 
     def client_closed(self, code: int, reason: str) -> None:
@@ -393,11 +383,11 @@ class GatewaySession(FrameSink):
                 self._client.resume_reading()
 
     def _client_frame(self, data: bytes, received_s: float) -> None:
-        # A held frame, released once the session is configured (``client_text`` inlines this).
         audio_bytes = append_audio_bytes(data)
         if audio_bytes < 0 or self._draining:
             self._client_event(data, received_s)
             return
+        # The fast path: an audio append, forwarded as the bytes that came.
         self._core.audio_appended(audio_bytes, received_s)
         self._upstream_send(data)
         self._traffic.append(len(data), perf_counter() - received_s)
@@ -438,7 +428,7 @@ class GatewaySession(FrameSink):
         traffic = self._traffic
         traffic.event(CLIENT_TO_UPSTREAM, event_type)
         traffic.bytes[0] += len(data)
-        traffic.latency(0, time.perf_counter() - received_s)
+        traffic.latency(0, perf_counter() - received_s)
 
     def _drain_refusal(self, event_type: object) -> Refusal | None:
         # While the server drains, no new turn may start; the first refusal says why, later audio
@@ -561,7 +551,7 @@ class GatewaySession(FrameSink):
             self._configured = True
         if outgoing is not None:
             self._client_send_bytes(outgoing)
-            traffic.latency(1, time.perf_counter() - received_s)
+            traffic.latency(1, perf_counter() - received_s)
         traffic.event(UPSTREAM_TO_CLIENT, event_type)
         traffic.bytes[1] += len(data)
         self._flush_core()
