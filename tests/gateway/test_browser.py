@@ -304,22 +304,24 @@ async def open_ui(page: Any, stack: UiStack) -> None:
     await page.get_by_role("button", name="Start").click()
 
 
+# What the tests read from the page, as JavaScript expressions (shared with test_firefox.py, whose
+# WebDriver BiDi driver evaluates expressions where Playwright takes functions).
+HOOKS_JS = """Object.fromEntries(Object.keys(Object.getOwnPropertyDescriptors(window.realtalk))
+    .map((name) => [name, window.realtalk[name]]))"""  # the page's read-only statistics
+TRANSCRIPT_JS = """[...document.querySelectorAll("#transcript li")].map(li => ({
+    role: li.classList.contains("user") ? "user" : "assistant",
+    text: li.querySelector(".text").textContent, cut: li.classList.contains("cut"),
+    partial: li.classList.contains("partial")}))"""
+
+
 async def hooks(page: Any) -> dict[str, Any]:
     """The page's read-only statistics (``window.realtalk``), as plain data."""
-    snapshot: dict[str, Any] = await page.evaluate(
-        """() => Object.fromEntries(Object.keys(Object.getOwnPropertyDescriptors(window.realtalk))
-               .map((name) => [name, window.realtalk[name]]))"""
-    )
+    snapshot: dict[str, Any] = await page.evaluate(f"() => {HOOKS_JS}")
     return snapshot
 
 
 async def transcript_lines(page: Any) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = await page.eval_on_selector_all(
-        "#transcript li",
-        """items => items.map(li => ({role: li.classList.contains("user") ? "user" : "assistant",
-              text: li.querySelector(".text").textContent, cut: li.classList.contains("cut"),
-              partial: li.classList.contains("partial")}))""",
-    )
+    lines: list[dict[str, Any]] = await page.evaluate(f"() => {TRANSCRIPT_JS}")
     return lines
 
 

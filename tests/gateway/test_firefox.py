@@ -37,10 +37,12 @@ from realtalk.emulator import Engines, load_engines, parse_scenario
 from .firefox.bidi import FIREFOX, Page, firefox_page
 from .test_browser import (
     FIXTURES,
+    HOOKS_JS,
     LONG_REPLY,
     PHRASES,
     RECORD_SENT_EVENTS,
     REPLY,
+    TRANSCRIPT_JS,
     UiStack,
     ui_stack,
     words,
@@ -102,20 +104,12 @@ async def open_ui(page: Page, stack: UiStack) -> None:
 
 async def hooks(page: Page) -> dict[str, Any]:
     """The page's read-only statistics (``window.realtalk``), as plain data."""
-    snapshot: dict[str, Any] = await page.evaluate(
-        """Object.fromEntries(Object.keys(Object.getOwnPropertyDescriptors(window.realtalk))
-             .map((name) => [name, window.realtalk[name]]))"""
-    )
+    snapshot: dict[str, Any] = await page.evaluate(HOOKS_JS)
     return snapshot
 
 
 async def transcript_lines(page: Page) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = await page.evaluate(
-        """[...document.querySelectorAll("#transcript li")].map(li => ({
-             role: li.classList.contains("user") ? "user" : "assistant",
-             text: li.querySelector(".text").textContent, cut: li.classList.contains("cut"),
-             partial: li.classList.contains("partial")}))"""
-    )
+    lines: list[dict[str, Any]] = await page.evaluate(TRANSCRIPT_JS)
     return lines
 
 
