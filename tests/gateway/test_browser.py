@@ -329,6 +329,27 @@ def words(text: str) -> list[str]:
     return re.sub(r"[^a-z ]", " ", text.lower()).split()
 
 
+def assert_the_spoken_turn(lines: list[dict[str, Any]], state: dict[str, Any]) -> tuple[str, int]:
+    """The question's transcript and the whole reply on the page, every sample received played;
+    returns the reply's item id and its played samples."""
+    assert [line["role"] for line in lines] == ["user", "assistant"]
+    assert {"weather", "oslo"} <= set(words(lines[0]["text"])), lines[0]
+    assert lines[1]["text"] == REPLY and not lines[1]["cut"]
+    [(item_id, played)] = state["playedSamples"].items()
+    # Every sample received was played, no more: about 2-4 s of espeak speech at 24 kHz.
+    assert played == state["receivedSamples"][item_id]
+    assert 24_000 * 1.5 < played < 24_000 * 6
+    return item_id, played
+
+
+def assert_nothing_was_interrupted(state: dict[str, Any], stack: UiStack) -> None:
+    assert state["flushCount"] >= 1  # the question's own speech_started flushed an empty player
+    assert state["lastTruncateReport"] is None, "no assistant audio was ever interrupted"
+    assert stack.emulator.stats.events_received("conversation.item.truncate") == []
+    assert state["latenciesMs"], "the gateway measured voice-to-voice latency from the page's reports"
+    assert state["chunksDropped"] <= 2
+
+
 async def test_the_page_loads_signed_in_and_shows_that_the_upstream_is_the_emulator(
     tmp_path: Path, speech_engines: Engines
 ) -> None:
@@ -438,18 +459,8 @@ async def test_a_spoken_question_gets_both_transcripts_and_a_reply_whose_every_s
         )
         lines = await transcript_lines(page)
         state = await hooks(page)
-    assert [line["role"] for line in lines] == ["user", "assistant"]
-    assert {"weather", "oslo"} <= set(words(lines[0]["text"])), lines[0]
-    assert lines[1]["text"] == REPLY and not lines[1]["cut"]
-    [(item_id, played)] = state["playedSamples"].items()
-    # Every sample received was played, no more: about 2-4 s of espeak speech at 24 kHz.
-    assert played == state["receivedSamples"][item_id]
-    assert 24_000 * 1.5 < played < 24_000 * 6
-    assert state["flushCount"] >= 1  # the question's own speech_started flushed an empty player
-    assert state["lastTruncateReport"] is None, "no assistant audio was ever interrupted"
-    assert stack.emulator.stats.events_received("conversation.item.truncate") == []
-    assert state["latenciesMs"], "the gateway measured voice-to-voice latency from the page's reports"
-    assert state["chunksDropped"] <= 2
+    assert_the_spoken_turn(lines, state)
+    assert_nothing_was_interrupted(state, stack)
 
 
 async def test_barging_in_truncates_the_reply_upstream_at_the_position_the_page_played(
