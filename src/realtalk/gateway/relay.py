@@ -470,9 +470,7 @@ class GatewaySession(FrameSink):
         self._send_client(error_event(refusal, event_id))
 
     def _send_client(self, text: str) -> None:
-        client = self._client
-        if client is not None:
-            client.send_text(text.encode())
+        self._client_send_bytes(text.encode())
 
     # -- the upstream's side ------------------------------------------------------------------------
 
