@@ -56,7 +56,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import uvicorn
 import websockets
@@ -71,7 +71,7 @@ APPEND_PREFIX = '{"type": "input_audio_buffer.append", "audio": "'  # what the o
 DELTA_PREFIX = '{"type":"response.output_audio.delta","event_id":"event_'
 TARGET_P99_ADDED_MS = 2.0
 WARMUP_S = 1.0
-MODES = ("direct", "gateway", "naive", "passthrough")
+MODES = ("direct", "gateway", "naive", "passthrough", "floor")
 SOAK_WARMUP_S = 15.0
 
 
@@ -175,6 +175,68 @@ async def run_naive(upstream_port: int, *, passthrough: bool = False) -> None:
     await task
 
 
+async def run_floor(upstream_port: int) -> None:
+    """The least a relay can cost on this machine: picows (C framing) on both sides, one Python
+    callback per frame that writes it to the other side, nothing checked, counted or parsed. Not a
+    usable relay (no auth, policy or core); a reference for what the kernel and the event loop
+    take per event, which no relay written in Python can go below."""
+    from picows import (
+        WSFrame,
+        WSListener,
+        WSMsgType,
+        WSTransport,
+        WSUpgradeRequest,
+        ws_connect,
+        ws_create_server,
+    )
+
+    upstream_url = f"ws://127.0.0.1:{upstream_port}/openai/v1/realtime?model={MODEL}"
+
+    class Upstream(WSListener):
+        def __init__(self, client: WSTransport) -> None:
+            self.client = client
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type == WSMsgType.TEXT:
+                self.client.send(WSMsgType.TEXT, frame.get_payload_as_bytes())
+
+    class Client(WSListener):
+        def __init__(self) -> None:
+            self.upstream: WSTransport | None = None
+            self.held: list[bytes] = []
+
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            asyncio.get_running_loop().create_task(self.connect(transport))
+
+        async def connect(self, transport: WSTransport) -> None:
+            self.upstream, _ = await ws_connect(
+                lambda: Upstream(transport), upstream_url, use_aiofastnet=False, max_frame_size=1 << 24
+            )
+            for data in self.held:
+                self.upstream.send(WSMsgType.TEXT, data)
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type == WSMsgType.TEXT:
+                if self.upstream is None:
+                    self.held.append(frame.get_payload_as_bytes())
+                else:
+                    self.upstream.send(WSMsgType.TEXT, frame.get_payload_as_bytes())
+            elif frame.msg_type == WSMsgType.CLOSE:
+                transport.send_close()
+                transport.disconnect()
+                if self.upstream is not None:
+                    self.upstream.disconnect()
+
+    def on_upgrade(request: WSUpgradeRequest) -> Client:
+        return Client()
+
+    server = await ws_create_server(
+        on_upgrade, "127.0.0.1", 0, use_aiofastnet=False, max_frame_size=16 * 1024 * 1024
+    )
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Future()
+
+
 # --- the orchestrating process -----------------------------------------------------------------
 
 
@@ -207,13 +269,28 @@ class Child:
             self.process.wait()
 
 
+# The cores this run may use, read once before anything is pinned (the orchestrator pins itself to
+# the clients' cores first, and its children would otherwise inherit only those).
+_CPUS: Final = tuple(sorted(os.sched_getaffinity(0)))
+
+
+# "split": the relay under test gets a core of its own, the clients and the upstream share the
+# others (what `realtalk serve` on its own machine is like, except that every hop here wakes a
+# process on another core, which costs an inter-processor interrupt). "shared": everything on one
+# core (no cross-core wakeups; the relay waits for the load generator at times). Without pinning
+# the scheduler moves the processes between runs, and whether a wakeup crosses cores changes the
+# CPU per event by a fifth from one run to the next.
+LAYOUTS: Final = ("split", "shared")
+_layout = "split"
+
+
 def _pin(pid: int, role: str) -> None:
-    # The relay under test gets a core of its own; the clients and the upstream share the other.
-    # Without this the scheduler moves the processes between runs, and whether a wakeup crosses
-    # cores changes the CPU per event by a fifth from one run to the next.
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) >= 2:
-        os.sched_setaffinity(pid, {cpus[-1]} if role in MODES else set(cpus[:-1]))
+    if len(_CPUS) < 2:
+        return
+    if _layout == "shared":
+        os.sched_setaffinity(pid, {_CPUS[0]})
+    else:
+        os.sched_setaffinity(pid, {_CPUS[-1]} if role in MODES else set(_CPUS[:-1]))
 
 
 def start_child(role: str, *args: str) -> Child:
@@ -415,77 +492,109 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
+    global _layout
+    _layout = args.layout
     _pin(os.getpid(), "clients")
     upstream = start_child("upstream")
     runs: list[RunResult] = []
     try:
         for chunk_ms in args.chunks:
             for clients in args.clients:
-                for mode in MODES:
-                    relay = None if mode == "direct" else start_child(mode, str(upstream.port))
-                    port = upstream.port if relay is None else relay.port
-                    url = f"ws://127.0.0.1:{port}/openai/v1/realtime?model={MODEL}"
-                    try:
-                        result = await run_clients(mode, url, relay, clients, chunk_ms, args.duration)
-                    finally:
-                        if relay is not None:
-                            relay.stop()
-                    runs.append(result)
-                    p50, p99 = _fmt(result.percentile(0.5)), _fmt(result.percentile(0.99))
-                    print(
-                        f"  {mode:11s} N={clients:<4d} {chunk_ms:3d} ms: p50 {p50} ms, p99 {p99} ms, "
-                        f"{result.events} events, lost {result.lost}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                # Repetitions interleave the paths, so a slow minute of the machine hits them all.
+                for rep in range(args.reps):
+                    for mode in MODES:
+                        relay = None if mode == "direct" else start_child(mode, str(upstream.port))
+                        port = upstream.port if relay is None else relay.port
+                        url = f"ws://127.0.0.1:{port}/openai/v1/realtime?model={MODEL}"
+                        try:
+                            result = await run_clients(mode, url, relay, clients, chunk_ms, args.duration)
+                        finally:
+                            if relay is not None:
+                                relay.stop()
+                        runs.append(result)
+                        p50, p99 = _fmt(result.percentile(0.5)), _fmt(result.percentile(0.99))
+                        cpu = _fmt(result.cpu_ms_per_1000_events, 1)
+                        print(
+                            f"  {mode:11s} N={clients:<4d} {chunk_ms:3d} ms #{rep + 1}: p50 {p50} ms, "
+                            f"p99 {p99} ms, CPU {cpu} ms/1k ev, {result.events} events, lost {result.lost}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
         soak_result = await soak(upstream, args.soak) if args.soak > 0 else None
     finally:
         upstream.stop()
-    return report(runs, soak_result, args)
+    return report(aggregate(runs), soak_result, args)
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def aggregate(runs: list[RunResult]) -> list[dict[str, Any]]:
+    """One row per path, N and chunk size: the median over the repetitions of each figure (a
+    percentile is taken per repetition, then the median of those), with every repetition's CPU
+    and p99 kept alongside."""
+    groups: dict[tuple[str, int, int], list[RunResult]] = {}
+    for run in runs:
+        groups.setdefault((run.mode, run.clients, run.chunk_ms), []).append(run)
+    rows = []
+    for (mode, clients, chunk_ms), group in groups.items():
+        summaries = [run.summary() for run in group]
+        row: dict[str, Any] = {"mode": mode, "clients": clients, "chunk_ms": chunk_ms, "reps": len(group)}
+        row["events"] = sum(s["events"] for s in summaries)
+        row["lost"] = sum(s["lost"] for s in summaries)
+        for key in (
+            "cpu_ms_per_1000_events",
+            "rss_per_session_kib",
+            "p50_ms",
+            "p99_ms",
+            "inbound_p50_ms",
+            "outbound_p50_ms",
+        ):
+            row[key] = _median([s[key] for s in summaries])
+        row["cpu_ms_per_1000_events_runs"] = [s["cpu_ms_per_1000_events"] for s in summaries]
+        row["p99_ms_runs"] = [s["p99_ms"] for s in summaries]
+        rows.append(row)
+    return rows
 
 
 def report(
-    runs: list[RunResult], soak_result: dict[str, Any] | None, args: argparse.Namespace
+    rows: list[dict[str, Any]], soak_result: dict[str, Any] | None, args: argparse.Namespace
 ) -> dict[str, Any]:
-    by_key = {(r.mode, r.clients, r.chunk_ms): r for r in runs}
-    rows = []
+    by_key = {(r["mode"], r["clients"], r["chunk_ms"]): r for r in rows}
     header = (
-        f"{'path':8s} {'N':>4s} {'chunk':>6s} {'p50 ms':>7s} {'p99 ms':>7s} {'+p50':>6s} {'+p99':>6s} "
+        f"{'path':11s} {'N':>4s} {'chunk':>6s} {'p50 ms':>7s} {'p99 ms':>7s} {'+p50':>6s} {'+p99':>6s} "
         f"{'CPU ms/1k ev':>12s} {'KiB/session':>11s} {'events':>8s} {'lost':>5s}"
     )
     # (the "vs naive" ratios are printed with the targets below; "saturated" rows are marked there)
+    print(f"medians of {args.reps} repetition(s), {args.layout} layout")
     print(header)
     print("-" * len(header))
-    for run in runs:
-        direct = by_key.get(("direct", run.clients, run.chunk_ms))
+    for row in rows:
+        direct = by_key.get(("direct", row["clients"], row["chunk_ms"]))
         added_p50 = added_p99 = None
-        if direct is not None and run.mode != "direct":
-            p50, p99, d50, d99 = (
-                run.percentile(0.5),
-                run.percentile(0.99),
-                direct.percentile(0.5),
-                direct.percentile(0.99),
-            )
+        if direct is not None and row["mode"] != "direct":
+            p50, p99, d50, d99 = row["p50_ms"], row["p99_ms"], direct["p50_ms"], direct["p99_ms"]
             if None not in (p50, p99, d50, d99):
-                added_p50, added_p99 = p50 - d50, p99 - d99  # type: ignore[operator]
-        row = run.summary() | {"added_p50_ms": added_p50, "added_p99_ms": added_p99}
-        rows.append(row)
+                added_p50, added_p99 = p50 - d50, p99 - d99
+        row["added_p50_ms"], row["added_p99_ms"] = added_p50, added_p99
         print(
-            f"{run.mode:8s} {run.clients:4d} {run.chunk_ms:4d}ms {_fmt(run.percentile(0.5)):>7s} "
-            f"{_fmt(run.percentile(0.99)):>7s} {_fmt(added_p50):>6s} {_fmt(added_p99):>6s} "
-            f"{_fmt(run.cpu_ms_per_1000_events, 1):>12s} {_fmt(run.rss_per_session_kib, 1):>11s} "
-            f"{run.events:8d} {run.lost:5d}"
+            f"{row['mode']:11s} {row['clients']:4d} {row['chunk_ms']:4d}ms {_fmt(row['p50_ms']):>7s} "
+            f"{_fmt(row['p99_ms']):>7s} {_fmt(added_p50):>6s} {_fmt(added_p99):>6s} "
+            f"{_fmt(row['cpu_ms_per_1000_events'], 1):>12s} {_fmt(row['rss_per_session_kib'], 1):>11s} "
+            f"{row['events']:8d} {row['lost']:5d}"
         )
     targets: dict[str, Any] = {}
     top = max(args.clients)
-    gateway_100 = next(
-        (r for r in rows if (r["mode"], r["clients"], r["chunk_ms"]) == ("gateway", top, 100)), None
-    )
+    gateway_100 = by_key.get(("gateway", top, 100))
     if gateway_100 is not None and gateway_100["added_p99_ms"] is not None:
         targets["p99_added_ms_at_max_n_100ms"] = {
             "value": round(gateway_100["added_p99_ms"], 3),
             "target": TARGET_P99_ADDED_MS,
             "met": gateway_100["added_p99_ms"] <= TARGET_P99_ADDED_MS,
+            "gateway_p99_ms_runs": gateway_100["p99_ms_runs"],
+            "direct_p99_ms_runs": by_key[("direct", top, 100)]["p99_ms_runs"],
         }
     # A configuration where even the direct path falls behind real time (its p99 above one chunk
     # period) measures the load generator sharing the machine, not the relay: at that point every
@@ -497,7 +606,10 @@ def report(
     }
     for row in rows:
         row["saturated"] = (row["clients"], row["chunk_ms"]) in saturated
-    ratios, logic_ratios, saturated_ratios = [], [], []
+    ratios: list[float] = []
+    logic_ratios: list[float] = []
+    saturated_ratios: list[float] = []
+    above_floor: list[float] = []
     for row in rows:
         if row["mode"] != "gateway" or row["cpu_ms_per_1000_events"] is None:
             continue
@@ -511,6 +623,12 @@ def report(
             ratio = row["cpu_ms_per_1000_events"] / same["naive"]
             row["cpu_vs_naive"] = round(ratio, 3)
             (saturated_ratios if row["saturated"] else ratios).append(ratio)
+            if "floor" in same and not row["saturated"] and same["naive"] > same["floor"]:
+                # What each relay adds to the least a relay costs here (the kernel's and the event
+                # loop's share of every event, the same for all of them).
+                extra = (row["cpu_ms_per_1000_events"] - same["floor"]) / (same["naive"] - same["floor"])
+                row["cpu_above_floor_vs_naive"] = round(extra, 3)
+                above_floor.append(extra)
         if "passthrough" in same and not row["saturated"]:
             # Against a relay that does nothing to the frames on the usual stack (FastAPI,
             # uvicorn's ASGI WebSocket, the websockets client): the gateway with all its work.
@@ -525,6 +643,11 @@ def report(
             "saturated_runs_excluded": sorted(saturated),
             "saturated_ratios": [round(r, 3) for r in saturated_ratios],
         }
+    if above_floor:
+        targets["cpu_above_floor_vs_naive"] = {
+            "worst_ratio": round(max(above_floor), 3),
+            "ratios": [round(r, 3) for r in above_floor],
+        }
     if logic_ratios:
         targets["cpu_per_event_vs_passthrough"] = {
             "median_ratio": round(statistics.median(logic_ratios), 3),
@@ -534,9 +657,11 @@ def report(
     for row in rows:
         if "cpu_vs_naive" in row:
             note = "  (saturated: excluded)" if row["saturated"] else ""
+            floor = row.get("cpu_above_floor_vs_naive")
+            extra = f" (above the floor: {floor:.3f})" if floor is not None else ""
             print(
                 f"CPU per event, gateway / naive, N={row['clients']}, {row['chunk_ms']} ms chunks: "
-                f"{row['cpu_vs_naive']:.3f}{note}"
+                f"{row['cpu_vs_naive']:.3f}{extra}{note}"
             )
     for name, value in targets.items():
         print(f"target {name}: {value}")
@@ -560,6 +685,8 @@ def report(
         },
         "settings": {
             "duration_s": args.duration,
+            "reps": args.reps,
+            "layout": args.layout,
             "warmup_s": WARMUP_S,
             "clients": args.clients,
             "chunks_ms": args.chunks,
@@ -582,7 +709,14 @@ def main() -> None:
     parser.add_argument(
         "--soak", type=float, default=30.0, help="seconds of the memory-flatness run (0: skip)"
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run: N=1,10, 2 s runs, 5 s soak")
+    parser.add_argument("--reps", type=int, default=3, help="runs per configuration (medians reported)")
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="split",
+        help="split: the relay on a core of its own; shared: all on one",
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke run: N=1,10, 2 s runs, 1 rep, 5 s soak")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.role is not None:
@@ -595,12 +729,13 @@ def main() -> None:
             "gateway": lambda: run_gateway(args.upstream_port),
             "naive": lambda: run_naive(args.upstream_port),
             "passthrough": lambda: run_naive(args.upstream_port, passthrough=True),
+            "floor": lambda: run_floor(args.upstream_port),
         }[args.role]
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(role())
         return
     if args.quick:
-        args.clients, args.duration, args.soak = [1, 10], 2.0, 5.0
+        args.clients, args.duration, args.soak, args.reps = [1, 10], 2.0, 5.0, 1
     results = asyncio.run(orchestrate(args))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
