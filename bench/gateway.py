@@ -1,16 +1,22 @@
 """Benchmark: what the gateway adds to each audio event, compared with no relay and a naive relay.
 
-Run: ``.venv/bin/python bench/gateway.py`` (about 4 minutes on 2 cores); ``--soak 300`` for the
-5-minute memory-flatness run; ``--quick`` for a smoke run. Prints a table and writes
-``bench/results/gateway.json``.
+Run: ``.venv/bin/python bench/gateway.py`` (about 13 minutes on 2 cores: 3 runs of every
+configuration); ``--soak 300`` for the 5-minute memory-flatness run; ``--quick`` for a smoke run.
+Prints a table and writes ``bench/results/gateway.json``.
 
-Three paths to the **same upstream**, each in its own process:
+Paths to the **same upstream**, each relay in its own process:
 
 * ``direct``: clients → upstream.
 * ``gateway``: clients → ``realtalk serve``'s app (``create_app`` + ``Gateway``, open mode on
   127.0.0.1) → upstream.
 * ``naive``: clients → a relay written here as the baseline: FastAPI on the same uvicorn stack,
   ``json.loads`` + ``json.dumps`` per message, two pumps under ``asyncio.gather``.
+* ``passthrough``: the naive relay without the JSON round trip (what the stack itself costs).
+* ``floor``: the least a relay costs on this machine: picows (C framing) on both sides and one
+  Python callback per frame that writes it to the other side; nothing checked, counted or parsed.
+  Not a usable relay: the reference for the kernel's and the event loop's share of every event,
+  which no relay hosted in Python goes below. ``cpu_above_floor_vs_naive`` compares what the
+  gateway and the naive relay each add to it.
 
 The upstream is a minimal WebSocket server written here (not the emulator, so the hop is measured,
 not the emulator): it sends ``session.created``, answers ``session.update``, and answers every
@@ -25,12 +31,16 @@ append gives an inbound sample (upstream receive - client send) and its delta an
 percentile through the relay minus the same percentile direct, at the same N and chunk size.
 
 **CPU per 1,000 events**: the relay process's CPU time (``/proc/<pid>/task/*/schedstat``, ns) over the
-measured window, divided by the events it relayed in that window (both directions). The relay under
-test runs pinned to a core of its own, the clients and the upstream on the others (without pinning,
-where the scheduler puts them moves the figure by a fifth between runs). A configuration where the
+measured window, divided by the events it relayed in that window (both directions). With the
+default ``--layout split`` the relay under test runs pinned to a core of its own, the clients and
+the upstream on the others (without pinning, where the scheduler puts them moves the figure by a
+fifth between runs); ``--layout shared`` puts everything on one core. A configuration where the
 direct path itself falls behind real time (p99 above one chunk period: the load generator saturates
 its core) is reported but marked saturated and left out of the target: there every relay reads
 frames in batches, and the figure measures the generator.
+**Repetitions**: every configuration runs ``--reps`` times (3), the paths interleaved so a noisy
+minute of the machine hits them all; each figure is the median over the runs (a percentile is taken
+per run, then the median of those), and every run's CPU and p99 are kept in the JSON.
 **Memory per session**: the relay process's RSS with N sessions open and streaming, minus its RSS
 before they connected, divided by N (a fresh relay process per run). **Flatness**: RSS sampled
 over a longer run (``--soak``, 50 sessions, 20 ms chunks) through the gateway; the growth from
@@ -282,6 +292,7 @@ _CPUS: Final = tuple(sorted(os.sched_getaffinity(0)))
 # CPU per event by a fifth from one run to the next.
 LAYOUTS: Final = ("split", "shared")
 _layout = "split"
+_affinity: dict[str, list[int]] = {}  # role -> the CPUs it was pinned to (reported in the JSON)
 
 
 def _pin(pid: int, role: str) -> None:
@@ -301,6 +312,14 @@ def start_child(role: str, *args: str) -> Child:
         text=True,
     )
     _pin(process.pid, role)
+    # Checked, not assumed: a relay that shares a core with the load by mistake measures something
+    # else (an earlier version pinned every process to one core without noticing).
+    _affinity[role] = sorted(os.sched_getaffinity(process.pid))
+    if _layout == "split" and len(_CPUS) >= 2 and role in MODES:
+        overlap = set(_affinity[role]) & set(_affinity.get("clients", []))
+        if overlap:
+            process.kill()
+            raise RuntimeError(f"the {role} relay shares CPU {sorted(overlap)} with the clients")
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line.strip().isdigit():
@@ -495,6 +514,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     global _layout
     _layout = args.layout
     _pin(os.getpid(), "clients")
+    _affinity["clients"] = sorted(os.sched_getaffinity(0))
     upstream = start_child("upstream")
     runs: list[RunResult] = []
     try:
@@ -687,6 +707,7 @@ def report(
             "duration_s": args.duration,
             "reps": args.reps,
             "layout": args.layout,
+            "cpus": {"clients_and_upstream": _affinity.get("clients"), "relay": _affinity.get("gateway")},
             "warmup_s": WARMUP_S,
             "clients": args.clients,
             "chunks_ms": args.chunks,
