@@ -99,6 +99,20 @@ async def test_logs_carry_both_session_ids_and_never_a_token_or_audio(
         assert TOKEN not in line and audio[:64] not in line
 
 
+async def test_socket_chatter_stays_out_of_the_info_log(emulator, gateway, client, caplog) -> None:
+    # picows logs every connection and disconnection at INFO, without a session id: with a
+    # readiness probe every few seconds that would be most of the log.
+    caplog.set_level(logging.INFO)
+    async with emulator() as emu, gateway(emu) as gw:
+        async with httpx.AsyncClient(base_url=gw.http_base_url) as http:
+            assert (await http.get("/readyz")).status_code == 200
+        async with client(gw) as c:
+            await c.until("session.updated")
+    names = {record.name for record in caplog.records if record.levelno < logging.WARNING}
+    assert any(name == "realtalk.gateway.session" for name in names)  # the session's own lines
+    assert not [name for name in names if name.startswith("realtalk.gateway.upstream")]
+
+
 async def test_without_an_endpoint_the_gateway_runs_the_emulator_in_process_and_says_so(
     gateway, client, caplog
 ) -> None:

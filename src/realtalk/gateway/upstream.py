@@ -45,7 +45,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("realtalk.gateway")
-_socket_logger = logging.getLogger("realtalk.gateway.upstream")  # picows' own messages
+# picows' own messages. It logs every connection and disconnection at INFO, with no session id
+# (the session logs its own start and end); only its warnings and errors are worth a line.
+_socket_logger = logging.getLogger("realtalk.gateway.upstream")
+_socket_logger.setLevel(logging.WARNING)
 
 EMULATOR_DEPLOYMENT = "gpt-realtime-1.5"
 UpstreamKind = Literal["emulator", "azure", "openai"]
