@@ -240,9 +240,7 @@ async def run_floor(upstream_port: int) -> None:
     def on_upgrade(request: WSUpgradeRequest) -> Client:
         return Client()
 
-    server = await ws_create_server(
-        on_upgrade, "127.0.0.1", 0, use_aiofastnet=False, max_frame_size=16 * 1024 * 1024
-    )
+    server = await ws_create_server(on_upgrade, "127.0.0.1", 0, use_aiofastnet=False, max_frame_size=1 << 24)
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.Future()
 
