@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: run test lint typecheck contracts pytest bench system-deps clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml src/realtalk/gateway/fastpath.pyx
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev,silero,asr,aec]"

@@ -8,7 +8,9 @@ Paths to the **same upstream**, each relay in its own process:
 
 * ``direct``: clients → upstream.
 * ``gateway``: clients → ``realtalk serve``'s app (``create_app`` + ``Gateway``, open mode on
-  127.0.0.1) → upstream.
+  127.0.0.1) → upstream. Audio frames take the compiled fast path (``fastpath.pyx``).
+* ``gateway_py``: the same with the compiled path off: what an install without a C compiler runs
+  (reported beside it, not a target).
 * ``naive``: clients → a relay written here as the baseline: FastAPI on the same uvicorn stack,
   ``json.loads`` + ``json.dumps`` per message, two pumps under ``asyncio.gather``.
 * ``passthrough``: the naive relay without the JSON round trip (what the stack itself costs).
@@ -81,7 +83,8 @@ APPEND_PREFIX = '{"type": "input_audio_buffer.append", "audio": "'  # what the o
 DELTA_PREFIX = '{"type":"response.output_audio.delta","event_id":"event_'
 TARGET_P99_ADDED_MS = 2.0
 WARMUP_S = 1.0
-MODES = ("direct", "gateway", "naive", "passthrough", "floor")
+MODES = ("direct", "gateway", "gateway_py", "naive", "passthrough", "floor")
+GATEWAYS = ("gateway", "gateway_py")
 SOAK_WARMUP_S = 15.0
 
 
@@ -119,7 +122,7 @@ async def run_upstream() -> None:
         await asyncio.Future()
 
 
-async def run_gateway(upstream_port: int) -> None:
+async def run_gateway(upstream_port: int, *, compiled: bool = True) -> None:
     os.environ.update(
         {
             "AZURE_OPENAI_ENDPOINT": f"http://127.0.0.1:{upstream_port}",
@@ -136,7 +139,14 @@ async def run_gateway(upstream_port: int) -> None:
     from realtalk.gateway import Gateway, create_app
     from realtalk.settings import load_settings
 
-    gateway = Gateway(create_app(load_settings(env_file=None)), freeze_gc=True)  # as `realtalk serve`
+    app = create_app(load_settings(env_file=None))
+    app.state.gateway.compiled_fast_path = compiled
+    if compiled:
+        from realtalk.gateway.relay import COMPILED_FAST_PATH
+
+        if not COMPILED_FAST_PATH:
+            raise SystemExit("the compiled fast path was not built (pip install -e . with Cython and gcc)")
+    gateway = Gateway(app, freeze_gc=True)  # as `realtalk serve`
     await gateway.start()
     print(gateway.port, flush=True)
     await gateway.serve_forever()
@@ -412,7 +422,7 @@ async def run_clients(
     mode: str, url: str, relay: Child | None, clients: int, chunk_ms: int, duration_s: float
 ) -> RunResult:
     result = RunResult(mode, clients, chunk_ms)
-    ready = "session.updated" if mode == "gateway" else "session.created"
+    ready = "session.updated" if mode in GATEWAYS else "session.created"
     rss_before = relay.rss_kib() if relay is not None else 0
     connections: list[ClientConnection] = []
     for batch in range(0, clients, 25):
@@ -520,7 +530,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             for clients in args.clients:
                 # Repetitions interleave the paths, so a slow minute of the machine hits them all.
                 for rep in range(args.reps):
-                    for mode in MODES:
+                    for mode in args.paths:
                         relay = None if mode == "direct" else start_child(mode, str(upstream.port))
                         port = upstream.port if relay is None else relay.port
                         url = f"ws://127.0.0.1:{port}/openai/v1/realtime?model={MODEL}"
@@ -629,8 +639,9 @@ def report(
     saturated_ratios: list[float] = []
     above_floor: list[float] = []
     for row in rows:
-        if row["mode"] != "gateway" or row["cpu_ms_per_1000_events"] is None:
+        if row["mode"] not in GATEWAYS or row["cpu_ms_per_1000_events"] is None:
             continue
+        counted = row["mode"] == "gateway"  # the targets are realtalk serve's; gateway_py is shown
         same = {
             r["mode"]: r["cpu_ms_per_1000_events"]
             for r in rows
@@ -640,14 +651,16 @@ def report(
         if "naive" in same:
             ratio = row["cpu_ms_per_1000_events"] / same["naive"]
             row["cpu_vs_naive"] = round(ratio, 3)
-            (saturated_ratios if row["saturated"] else ratios).append(ratio)
+            if counted:
+                (saturated_ratios if row["saturated"] else ratios).append(ratio)
             if "floor" in same and not row["saturated"] and same["naive"] > same["floor"]:
                 # What each relay adds to the least a relay costs here (the kernel's and the event
                 # loop's share of every event, the same for all of them).
                 extra = (row["cpu_ms_per_1000_events"] - same["floor"]) / (same["naive"] - same["floor"])
                 row["cpu_above_floor_vs_naive"] = round(extra, 3)
-                above_floor.append(extra)
-        if "passthrough" in same and not row["saturated"]:
+                if counted:
+                    above_floor.append(extra)
+        if "passthrough" in same and not row["saturated"] and counted:
             # Against a relay that does nothing to the frames on the usual stack (FastAPI,
             # uvicorn's ASGI WebSocket, the websockets client): the gateway with all its work.
             logic_ratios.append(row["cpu_ms_per_1000_events"] / same["passthrough"])
@@ -678,7 +691,7 @@ def report(
             floor = row.get("cpu_above_floor_vs_naive")
             extra = f" (above the floor: {floor:.3f})" if floor is not None else ""
             print(
-                f"CPU per event, gateway / naive, N={row['clients']}, {row['chunk_ms']} ms chunks: "
+                f"CPU per event, {row['mode']} / naive, N={row['clients']}, {row['chunk_ms']} ms chunks: "
                 f"{row['cpu_vs_naive']:.3f}{extra}{note}"
             )
     for name, value in targets.items():
@@ -703,6 +716,7 @@ def report(
         },
         "settings": {
             "duration_s": args.duration,
+            "paths": args.paths,
             "reps": args.reps,
             "layout": args.layout,
             "cpus": {"clients_and_upstream": _affinity.get("clients"), "relay": _affinity.get("gateway")},
@@ -719,6 +733,12 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--role", choices=["upstream", *MODES[1:]], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--paths",
+        type=lambda s: [m for m in s.split(",") if m in MODES or parser.error(f"unknown path {m!r}")],
+        default=list(MODES),
+        help=f"which paths to run (default all: {','.join(MODES)})",
+    )
     parser.add_argument("upstream_port", nargs="?", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
         "--duration", type=float, default=4.0, help="measured seconds per run (after 1 s warm-up)"
@@ -746,6 +766,7 @@ def main() -> None:
         role = {
             "upstream": run_upstream,
             "gateway": lambda: run_gateway(args.upstream_port),
+            "gateway_py": lambda: run_gateway(args.upstream_port, compiled=False),
             "naive": lambda: run_naive(args.upstream_port),
             "passthrough": lambda: run_naive(args.upstream_port, passthrough=True),
             "floor": lambda: run_floor(args.upstream_port),

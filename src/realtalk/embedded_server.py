@@ -88,9 +88,20 @@ class DirectWebSocket:
     def __init__(self, protocol: _WebSocketProtocol) -> None:
         self._protocol = protocol
 
-    def accept(self, sink: FrameSink, subprotocol: str | None = None) -> None:
-        """Complete the upgrade (like ASGI's ``websocket.accept``) and deliver frames to ``sink``."""
-        self._protocol.direct_accept(sink, subprotocol)
+    def accept(
+        self,
+        sink: FrameSink,
+        subprotocol: str | None = None,
+        *,
+        fast_reads: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        """Complete the upgrade (like ASGI's ``websocket.accept``) and deliver frames to ``sink``.
+
+        ``fast_reads``, if given, sees each read from the socket first whenever no partial frame is
+        held here (so a read starts at a frame boundary). It may handle frames at the start of the
+        read itself (the gateway's compiled path for audio appends), keeping an incomplete one for
+        the next read, and returns the rest, which is parsed here as usual."""
+        self._protocol.direct_accept(sink, subprotocol, fast_reads)
 
     def send_text(self, data: bytes) -> None:
         """Send one text message (UTF-8 ``data``); dropped once the connection is closing."""
@@ -124,6 +135,8 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
     _sink: FrameSink | None = None
     _reader: FrameReader | None = None
     _sink_told = False
+    _fast_reads: Callable[[bytes], bytes] | None = None
+    _reader_idle = True  # no partial frame or message held: a read may go to _fast_reads
 
     offers_direct = True
     # Bytes that arrived after the upgrade request and before the app answered it. A client should
@@ -150,7 +163,9 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
 
     # -- direct mode ------------------------------------------------------------------------------
 
-    def direct_accept(self, sink: FrameSink, subprotocol: str | None) -> None:
+    def direct_accept(
+        self, sink: FrameSink, subprotocol: str | None, fast_reads: Callable[[bytes], bytes] | None = None
+    ) -> None:
         if self.handshake_complete or self.disconnected or self.transport.is_closing():
             raise RuntimeError("the WebSocket was already accepted, refused or lost")
         headers = [
@@ -166,6 +181,7 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
         self.start_keepalive()
         self._sink = sink
         self._reader = FrameReader(self.config.ws_max_size)
+        self._fast_reads = fast_reads
         while not self.queue.empty():
             self.queue.get_nowait()  # "websocket.connect": the app answered it by accepting here
         self._replay_early_bytes()
@@ -194,11 +210,17 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
                 self.read_paused = True
                 self.transport.pause_reading()
             return
+        fast = self._fast_reads
+        if fast is not None and self._reader_idle:
+            data = fast(data)
+            if not data:
+                return
         try:
             messages = reader.feed(data)
         except FrameError as exc:
             self._fail(exc.code, exc.reason)
             return
+        self._reader_idle = reader.buffered_bytes == 0
         for opcode, payload in messages:
             if opcode == OP_TEXT:
                 if self.close_sent:

@@ -156,14 +156,16 @@ class AsgiGateway(Gateway):
     direct_websockets = False
 
 
-@pytest.fixture(params=["direct", "asgi"])
+@pytest.fixture(params=["direct", "python", "asgi"])
 def gateway(request: pytest.FixtureRequest, tmp_path: Path, fast_engines: Engines) -> Callable[..., Any]:
     """``async with gateway(emu, **settings) as gw``: a gateway in front of ``emu``.
 
-    Every test runs twice: with the direct WebSocket path ``realtalk serve`` uses, and with the
-    plain-ASGI fallback the same app takes under another ASGI server.
+    Every test runs three times: the way ``realtalk serve`` runs (direct WebSocket, audio frames
+    through the compiled fast path where it was built), the same with the compiled path off (what
+    an install without a C compiler runs), and the plain-ASGI fallback the app takes under another
+    ASGI server.
     """
-    runner = Gateway if request.param == "direct" else AsgiGateway
+    runner = AsgiGateway if request.param == "asgi" else Gateway
 
     @asynccontextmanager
     async def start(emu: Emulator | None, **overrides: Any) -> AsyncIterator[Gateway]:
@@ -171,6 +173,7 @@ def gateway(request: pytest.FixtureRequest, tmp_path: Path, fast_engines: Engine
         static.mkdir(exist_ok=True)
         (static / "index.html").write_text("<!doctype html><title>realtalk</title>")
         app = create_app(gateway_settings(emu, **overrides), static_dir=static, emulator_engines=fast_engines)
+        app.state.gateway.compiled_fast_path = request.param == "direct"
         async with runner(app) as gw:
             yield gw
 

@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from realtalk.emulator import Engines
 from realtalk.gateway.config import GatewayConfig
+from realtalk.gateway.relay import COMPILED_FAST_PATH
 from realtalk.gateway.routes import ops, realtime, tokens, ui
 from realtalk.gateway.state import GatewayState
 from realtalk.gateway.upstream import start_upstream
@@ -52,6 +53,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             state.set_upstream(await start_upstream(settings, stack, engines=emulator_engines))
+            if not COMPILED_FAST_PATH:
+                logger.warning(
+                    "the compiled per-frame path is not built, so audio frames are relayed in Python "
+                    "(more CPU per frame); reinstall realtalk where a C compiler is available"
+                )
             if not config.auth_configured:
                 logger.warning(
                     "no client authentication configured: anyone who can reach %s may use the gateway "

@@ -67,7 +67,15 @@ from realtalk.protocol import (
     TranscriptUpdated,
 )
 
-__all__ = ["Ending", "GatewaySession", "SessionServices"]
+try:
+    from realtalk.gateway.fastpath import FastPath
+except ImportError:  # not built (no C compiler or Cython at install): the same frames take the Python path
+    FastPath = None  # type: ignore[assignment,misc]  # the name is checked for None before use
+
+__all__ = ["COMPILED_FAST_PATH", "Ending", "GatewaySession", "SessionServices"]
+
+# Whether the compiled per-frame path (fastpath.pyx) was built; `realtalk serve` logs it.
+COMPILED_FAST_PATH: Final = FastPath is not None
 
 logger = logging.getLogger("realtalk.gateway.session")
 
@@ -91,6 +99,9 @@ class SessionServices:
     upstream: Upstream
     policy: ClientEventPolicy
     metrics: GatewayMetrics
+    # Relay audio frames through the compiled fast path where it was built (tests turn it off to
+    # run the Python path: the two must behave the same).
+    compiled: bool = True
 
 
 @dataclass(frozen=True)
@@ -149,7 +160,7 @@ class GatewaySession(FrameSink):
         now = perf_counter()
         self._limiter = EventRateLimiter(self._limits.max_events_per_s, self._limits.event_burst, now)
         self._started_s = now
-        self._last_client_s = now
+        self.last_client_s = now  # the idle limit; written by the fast path too
         self._configured = False
         self._held: list[tuple[bytes, float]] = []
         self._client_paused: set[str] = set()
@@ -160,6 +171,7 @@ class GatewaySession(FrameSink):
         self._response_idle = asyncio.Event()
         self._core_event_ids: deque[str] = deque(maxlen=_CORE_EVENT_IDS_KEPT)
         self._traffic = services.metrics.open_traffic()
+        self._fast: FastPath | None = None
         self.closed = asyncio.Event()
         self.log = SessionLog(logger, self.id, subject)
 
@@ -170,7 +182,20 @@ class GatewaySession(FrameSink):
         metrics = self._svc.metrics
         direct = self._ws.scope.get("extensions", {}).get(DIRECT_WEBSOCKET)
         if isinstance(direct, DirectWebSocket):
-            direct.accept(self, subprotocol)
+            fast_reads = None
+            if FastPath is not None and self._svc.compiled:
+                self._fast = FastPath(
+                    self,
+                    self._core,
+                    self._limiter,
+                    self._traffic,
+                    direct,
+                    ui=self.ui,
+                    max_bytes=self._max_bytes,
+                    text=_TEXT,
+                )
+                fast_reads = self._fast.client_read
+            direct.accept(self, subprotocol, fast_reads=fast_reads)
             self._client = direct
         else:
             self._asgi = _AsgiChannel(self._ws, self)
@@ -204,6 +229,17 @@ class GatewaySession(FrameSink):
         if self._ending is None:
             self._ending = ending
             self._end_requested.set()
+            self._fast_state()
+
+    def _fast_state(self) -> None:
+        # The fast path takes appends only in plain relaying, and nothing once the session ends.
+        if self._fast is not None:
+            self._fast.set_state(self._configured, self._ending is not None, self._draining)
+
+    @property
+    def fast_path(self) -> FastPath | None:
+        """The compiled per-frame path this session relays audio through, if any."""
+        return self._fast
 
     @property
     def ending(self) -> bool:
@@ -214,7 +250,8 @@ class GatewaySession(FrameSink):
         """Ask the session to end (from outside: shutdown). The first ending decided wins."""
         self._end(ending)
 
-    def _failed(self, exc: Exception) -> None:
+    def failed(self, exc: Exception) -> None:
+        """A bug in handling a frame: this session ends (1011), the server goes on."""
         self.log.error("session failed: %r", exc, exc_info=exc)
         self._end(Ending("error", 1011, "gateway error", 1011, "gateway error"))
 
@@ -255,7 +292,7 @@ class GatewaySession(FrameSink):
         while self._ending is None:
             now = perf_counter()
             duration_at = self._started_s + limits.max_session_s
-            idle_at = self._last_client_s + limits.idle_timeout_s
+            idle_at = self.last_client_s + limits.idle_timeout_s
             if now >= duration_at:
                 text = f"session duration limit of {limits.max_session_s:g} s reached"
                 self._end(self._limit_ending("session_duration", text))
@@ -298,6 +335,7 @@ class GatewaySession(FrameSink):
     async def begin_drain(self) -> None:
         """The server is stopping: tell the UI, accept no new turns, let the current reply finish."""
         self._draining = True
+        self._fast_state()
         if self.ui and self._ending is None:
             self._send_client(
                 extension.notice_message(
@@ -323,7 +361,7 @@ class GatewaySession(FrameSink):
             return
         try:
             received_s = perf_counter()
-            self._last_client_s = received_s
+            self.last_client_s = received_s
             if len(data) > self._max_bytes:
                 self._refuse(
                     Refusal(
@@ -334,14 +372,7 @@ class GatewaySession(FrameSink):
                     None,
                 )
             elif not self._limiter.allow(received_s):
-                self._refuse(
-                    Refusal(
-                        "rate_limit_exceeded",
-                        f"Rule 'event rate': at most {self._limits.max_events_per_s:g} events per second "
-                        f"(bursts of {self._limits.event_burst}); this event was dropped.",
-                    ),
-                    None,
-                )
+                self.refuse_rate_limited()
             elif self._configured:
                 self._client_frame(data, received_s)
             else:
@@ -350,11 +381,22 @@ class GatewaySession(FrameSink):
                 if len(self._held) >= _HOLD_FRAMES:
                     self._pause_client("held")
         except Exception as exc:  # a bug must end this session, not the server
-            self._failed(exc)
+            self.failed(exc)
+
+    def refuse_rate_limited(self) -> None:
+        """Tell the client its event was over the rate limit and dropped."""
+        self._refuse(
+            Refusal(
+                "rate_limit_exceeded",
+                f"Rule 'event rate': at most {self._limits.max_events_per_s:g} events per second "
+                f"(bursts of {self._limits.event_burst}); this event was dropped.",
+            ),
+            None,
+        )
 
     def client_binary(self, data: bytes) -> None:
         if self._ending is None:
-            self._last_client_s = perf_counter()
+            self.last_client_s = perf_counter()
             self._refuse(Refusal("invalid_event", "Binary frames are not supported; send JSON text."), None)
 
     def client_closed(self, code: int, reason: str) -> None:
@@ -482,6 +524,8 @@ class GatewaySession(FrameSink):
 
     def upstream_connected(self, transport: WSTransport) -> None:
         self._upstream = transport
+        if self._fast is not None:
+            self._fast.set_upstream(transport)
 
     def upstream_text(self, data: bytes) -> None:
         if self._ending is not None:
@@ -502,7 +546,7 @@ class GatewaySession(FrameSink):
             else:
                 self._traffic.delta(len(data), None)
         except Exception as exc:  # a bug must end this session, not the server
-            self._failed(exc)
+            self.failed(exc)
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream sent a close frame (``code``), or the connection was lost (``None``)."""
@@ -548,6 +592,7 @@ class GatewaySession(FrameSink):
             self.log.info("upstream session created")
             self._flush_core_messages()
             self._configured = True
+            self._fast_state()
         if outgoing is not None:
             self._client_send_bytes(outgoing)
             traffic.latency(1, perf_counter() - received_s)
@@ -661,6 +706,7 @@ class _UpstreamListener(WSListener):
 
     def __init__(self, session: GatewaySession) -> None:
         self._session = session
+        self._fast = session.fast_path
         self._fragments: list[bytes] | None = None
         self._told = False
 
@@ -672,7 +718,10 @@ class _UpstreamListener(WSListener):
         msg_type = frame.msg_type
         if msg_type == WSMsgType.TEXT:
             if frame.fin:
-                self._session.upstream_text(frame.get_payload_as_bytes())
+                if self._fast is not None:
+                    self._fast.upstream_frame(frame)
+                else:
+                    self._session.upstream_text(frame.get_payload_as_bytes())
             else:
                 self._fragments = [frame.get_payload_as_bytes()]
         elif msg_type == WSMsgType.CONTINUATION:

@@ -70,10 +70,15 @@ class GatewayState:
         self.draining = False
         self._services: SessionServices | None = None
         self.probe: ReadinessProbe | None = None
+        # Sessions relay audio through the compiled fast path where it was built; tests switch it
+        # off to run the same sessions on the Python path.
+        self.compiled_fast_path = True
 
     def set_upstream(self, upstream: Upstream) -> None:
         """Called by the lifespan once the upstream (Azure or the embedded emulator) is known."""
-        self._services = SessionServices(self.config, upstream, self.policy, self.metrics)
+        self._services = SessionServices(
+            self.config, upstream, self.policy, self.metrics, compiled=self.compiled_fast_path
+        )
         self.probe = ReadinessProbe(
             upstream, cache_s=self.config.ready_cache_s, timeout_s=self.config.connect_timeout_s
         )
