@@ -7,6 +7,7 @@ leaves to Python. Under CI the module must have been built (a skip is a failure 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from types import ModuleType
 
@@ -180,3 +181,89 @@ async def test_a_voice_turn_relays_its_audio_in_the_compiled_path_unless_it_is_o
             assert len(deltas) > 10
     # Either way, every append reached the emulator as it was sent.
     assert len(emu.stats.events_received("input_audio_buffer.append")) == len(chunks)
+
+
+class _Recorder:
+    """The session, core, limiter, counters, client and upstream a FastPath talks to, recording."""
+
+    def __init__(self) -> None:
+        self.relayed: list[tuple[str, bytes]] = []
+        self.appended_bytes: list[int] = []
+        self.last_client_s = 0.0
+        self.is_close_frame_sent = False
+
+    def send(self, kind: object, data: bytes) -> None:  # the upstream transport
+        self.relayed.append(("compiled", data))
+
+    def audio_appended(self, audio_bytes: int, now_s: float) -> None:  # the core
+        self.appended_bytes.append(audio_bytes)
+
+    def receive_audio_delta(self, item_id: str, response_id: str, audio_bytes: int, now_s: float) -> bool:
+        return True
+
+    def allow(self, now_s: float) -> bool:  # the limiter
+        return True
+
+    def append(self, size: int, seconds: float) -> None:  # the counters
+        pass
+
+    def delta(self, size: int, seconds: float | None) -> None:
+        pass
+
+    def send_text(self, data: bytes) -> None:  # the client
+        pass
+
+    def refuse_rate_limited(self) -> None:  # the session
+        raise AssertionError("not rate limited here")
+
+    def failed(self, exc: Exception) -> None:
+        raise exc
+
+    def upstream_text(self, data: bytes) -> None:
+        pass
+
+
+def masked_frame(payload: bytes, key: bytes) -> bytes:
+    from websockets.speedups import apply_mask
+
+    length = len(payload)
+    head = bytes([0x81, 0xFE]) + length.to_bytes(2, "big") if length >= 126 else bytes([0x81, 0x80 | length])
+    return head + key + apply_mask(payload, key)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=9000), max_size=8), st.binary(min_size=4, max_size=4))
+def test_reads_split_anywhere_lose_and_reorder_nothing(
+    compiled: ModuleType, cuts: list[int], key: bytes
+) -> None:
+    from realtalk.websocket_frames import FrameReader
+
+    messages = [
+        json.dumps({"type": "input_audio_buffer.append", "audio": AUDIO}).encode(),
+        b'{"type":"input_audio_buffer.commit"}',
+        json.dumps({"type": "input_audio_buffer.append", "audio": AUDIO[:400], "event_id": "e1"}).encode(),
+        json.dumps({"type": "input_audio_buffer.append", "audio": AUDIO[:-4] + "A==="}).encode(),  # no
+        json.dumps({"type": "input_audio_buffer.append", "audio": AUDIO}).encode(),
+    ]
+    stream = b"".join(masked_frame(m, key) for m in messages)
+    recorder = _Recorder()
+    fast = compiled.FastPath(
+        recorder, recorder, recorder, recorder, recorder, ui=False, max_bytes=1 << 20, text=1
+    )
+    fast.set_state(True, False, False)
+    fast.set_upstream(recorder)
+    reader = FrameReader(1 << 20)  # what embedded_server does around it
+    points = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
+    for start, end in itertools.pairwise(points):
+        data = stream[start:end]
+        if reader.buffered_bytes == 0:
+            data = fast.client_read(data)
+        for _opcode, payload in reader.feed(data):
+            recorder.relayed.append(("python", payload))
+    assert [payload for _, payload in recorder.relayed] == messages
+    assert recorder.relayed[1][0] == "python" and recorder.relayed[3][0] == "python"
+    assert (
+        fast.appends
+        == len(recorder.appended_bytes)
+        == sum(1 for kind, _ in recorder.relayed if kind == "compiled")
+    )
+    assert recorder.relayed[0][0] == "compiled"  # the first append, at a frame boundary, always

@@ -261,7 +261,14 @@ cdef class FastPath:
         p = <const uint8_t*>PyBytes_AS_STRING(data)
         n = PyBytes_GET_SIZE(data)
         # FIN|TEXT, masked, a 16-bit length (126-65535 bytes: an audio chunk)
-        while self._appends and n - pos >= 4 and p[pos] == 0x81 and p[pos + 1] == 0xFE:
+        while self._appends and pos < n and p[pos] == 0x81:
+            if n - pos < 4:  # not even the length yet
+                if n - pos >= 2 and p[pos + 1] != 0xFE:
+                    break
+                self._partial = data[pos:]
+                return b""
+            if p[pos + 1] != 0xFE:
+                break
             length = (p[pos + 2] << 8) | p[pos + 3]
             if length > self._max_bytes:
                 break
