@@ -2,8 +2,8 @@
 """The gateway's per-frame fast path, compiled: audio appends in, audio deltas out.
 
 Optional: ``relay.py`` uses it when this extension was built (``pip install`` builds it where
-Cython and a C compiler are at hand; ``realtalk.gateway.fastpath.AVAILABLE`` says), and runs the
-same frames through its own Python otherwise. Nothing is decided here that Python does not decide
+Cython and a C compiler are at hand; ``realtalk.gateway.relay.COMPILED_FAST_PATH`` says), and runs
+the same frames through its own Python otherwise. Nothing is decided here that Python does not decide
 the same way: this module only recognises the two frame shapes that are nearly all of a voice
 session's traffic, exactly as ``framing.py`` defines them, and then makes the same calls the
 Python path makes (the protocol core, the rate limiter, the counters). Every other frame, and every
@@ -24,7 +24,9 @@ from libc.string cimport memcmp, memcpy
 
 from time import perf_counter as _perf_counter
 
-AVAILABLE = True
+from picows import WSMsgType
+
+_TEXT = WSMsgType.TEXT
 
 # framing.py's two append prefixes (our UI's compact JSON, the SDK's json.dumps defaults).
 cdef bytes _UI_PREFIX = b'{"type":"input_audio_buffer.append","audio":"'
@@ -201,7 +203,7 @@ cdef bytes _unmask(const uint8_t* masked, Py_ssize_t n, const uint8_t* key):
 
 cdef class FastPath:
     """One session's fast path. The session keeps the flags current (``set_state``) and tells it the
-    upstream transport; the two entry points return ``True`` when they handled the frame."""
+    upstream transport; ``client_read`` and ``upstream_frame`` take the frames."""
 
     cdef object _session
     cdef object _audio_appended
@@ -212,7 +214,6 @@ cdef class FastPath:
     cdef object _client_send
     cdef object _upstream
     cdef object _upstream_send
-    cdef object _text
     cdef Py_ssize_t _max_bytes
     cdef bint _ui
     cdef bint _appends      # configured, not ending, not draining: appends may take the fast path
@@ -221,7 +222,7 @@ cdef class FastPath:
     cdef readonly Py_ssize_t appends  # frames relayed here (the Python path counts the rest)
     cdef readonly Py_ssize_t deltas
 
-    def __init__(self, session, core, limiter, traffic, client, *, bint ui, Py_ssize_t max_bytes, text):
+    def __init__(self, session, core, limiter, traffic, client, *, bint ui, Py_ssize_t max_bytes):
         self._session = session
         self._audio_appended = core.audio_appended
         self._receive_audio_delta = core.receive_audio_delta
@@ -231,7 +232,6 @@ cdef class FastPath:
         self._client_send = client.send_text
         self._upstream = None
         self._upstream_send = None
-        self._text = text
         self._ui = ui
         self._max_bytes = max_bytes
         self._appends = False
@@ -297,7 +297,7 @@ cdef class FastPath:
             self._audio_appended(audio_bytes, received_s)
             upstream = self._upstream
             if upstream is not None and not upstream.is_close_frame_sent:
-                self._upstream_send(self._text, payload)
+                self._upstream_send(_TEXT, payload)
             self._traffic_append(length, _perf_counter() - received_s)
         except Exception as exc:  # a bug must end this session, not the server
             self._session.failed(exc)
@@ -306,14 +306,14 @@ cdef class FastPath:
         """One whole text frame from upstream (a picows ``WSFrame``). Audio deltas in the documented
         shape are forwarded here; any other text goes to the session's ``upstream_text``."""
         if not self._deltas:
-            return True  # the session ended: nothing more is relayed
+            return  # the session ended: nothing more is relayed
         data = frame.get_payload_as_bytes()
         try:
             received_s = _perf_counter()
             delta = _match_delta(data)
             if delta is None:
                 self._session.upstream_text(data)
-                return True
+                return
             item_id, response_id, audio_bytes = <tuple>delta
             self.deltas += 1
             if self._receive_audio_delta(item_id, response_id, audio_bytes, received_s) or not self._ui:
@@ -323,4 +323,3 @@ cdef class FastPath:
                 self._traffic_delta(PyBytes_GET_SIZE(data), None)
         except Exception as exc:
             self._session.failed(exc)
-        return True

@@ -192,7 +192,6 @@ class GatewaySession(FrameSink):
                     direct,
                     ui=self.ui,
                     max_bytes=self._max_bytes,
-                    text=_TEXT,
                 )
                 fast_reads = self._fast.client_read
             direct.accept(self, subprotocol, fast_reads=fast_reads)
