@@ -1,7 +1,8 @@
 """Benchmark: what the gateway adds to each audio event, compared with no relay and a naive relay.
 
-Run: ``.venv/bin/python bench/gateway.py`` (about 13 minutes on 2 cores: 3 runs of every
-configuration); ``--soak 300`` for the 5-minute memory-flatness run; ``--quick`` for a smoke run.
+Run: ``.venv/bin/python bench/gateway.py`` (about 16 minutes on 2 cores: 3 runs of every
+configuration); ``--soak 300`` for the 5-minute memory-flatness run; ``--quick`` for a smoke run;
+``--paths direct,gateway,naive,floor`` for some paths only.
 Prints a table and writes ``bench/results/gateway.json``.
 
 Paths to the **same upstream**, each relay in its own process:

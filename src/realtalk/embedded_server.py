@@ -220,7 +220,8 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
         except FrameError as exc:
             self._fail(exc.code, exc.reason)
             return
-        self._reader_idle = reader.buffered_bytes == 0
+        if fast is not None:
+            self._reader_idle = reader.buffered_bytes == 0
         for opcode, payload in messages:
             if opcode == OP_TEXT:
                 if self.close_sent:
