@@ -22,6 +22,7 @@ from realtalk.settings import Settings
 
 from .support import MODEL, AsgiGateway
 
+
 @pytest.fixture(scope="session")
 def cheap_engines() -> Engines:
     """Energy VAD, no recogniser, tone replies: the real audio path at next to no CPU."""
@@ -48,7 +49,9 @@ def stack(cheap_engines: Engines, tmp_path: Path) -> Callable[..., Any]:
                 "connect_timeout_s": 5.0,
                 **(gateway or {}),
             }
-            app = create_app(Settings(_env_file=None, **values), static_dir=static, emulator_engines=cheap_engines)
+            app = create_app(
+                Settings(_env_file=None, **values), static_dir=static, emulator_engines=cheap_engines
+            )
             async with (AsgiGateway if asgi else Gateway)(app) as gw:
                 yield emu, gw
 

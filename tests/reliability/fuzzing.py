@@ -87,12 +87,12 @@ class FuzzEvent:
 def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
     if isinstance(value, dict):
         for key, item in value.items():
-            yield path + (key,)
-            yield from _leaves(item, path + (key,))
+            yield (*path, key)
+            yield from _leaves(item, (*path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield path + (index,)
-            yield from _leaves(item, path + (index,))
+            yield (*path, index)
+            yield from _leaves(item, (*path, index))
 
 
 def _set(target: Any, path: tuple[Any, ...], value: Any) -> None:
@@ -250,7 +250,9 @@ async def fuzz(connect: Connect, *, seed: int, count: int, batch: int = 25) -> F
                         tally.unanswered.append(f"seed {seed}: {event.text[:120]!r}")
                 # Those with no readable id: at least one error each.
                 if errors < sum(event.must_error for event in chunk):
-                    texts = [event.text[:60] for event in chunk if event.must_error and event.event_id is None]
+                    texts = [
+                        event.text[:60] for event in chunk if event.must_error and event.event_id is None
+                    ]
                     tally.unanswered.append(f"seed {seed}: fewer errors than invalid events among {texts!r}")
         except ConnectionClosed as exc:
             _record_close(exc, tally)

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow
 
 def _check(tally: Any) -> None:
     assert tally.abrupt_closes == [], f"abrupt closes: {tally.abrupt_closes[:5]}"
-    assert tally.unanswered == [], f"{len(tally.unanswered)} invalid events got no error: {tally.unanswered[:5]}"
+    assert tally.unanswered == [], (
+        f"{len(tally.unanswered)} invalid events got no error: {tally.unanswered[:5]}"
+    )
     assert tally.sent == FUZZ_EVENTS
     # Each batch's probe came back: the server read everything, in order.
     assert tally.probes >= tally.sent // 25
@@ -30,8 +32,12 @@ def _check(tally: Any) -> None:
 async def test_fuzzed_events_at_the_gateway_are_all_answered_and_never_drop_the_client(
     stack: Any, no_leaks: None, seed: int
 ) -> None:
-    limits = {"gateway_max_events_per_s": 1_000_000.0, "gateway_event_burst": 1_000_000, "gateway_budget_usd": 0}
-    async with stack(gateway=limits) as (emu, gw):
+    limits = {
+        "gateway_max_events_per_s": 1_000_000.0,
+        "gateway_event_burst": 1_000_000,
+        "gateway_budget_usd": 0,
+    }
+    async with stack(gateway=limits) as (_emu, gw):
         url = f"{gw.websocket_base_url}/realtime?model={MODEL}"
 
         async def open_gateway() -> ClientConnection:
@@ -52,7 +58,9 @@ async def test_fuzzed_events_at_the_emulator_are_all_answered_and_never_drop_the
         url = f"{emu.websocket_base_url}/realtime?model={MODEL}"
 
         async def open_emulator() -> ClientConnection:
-            return await connect(url, additional_headers={"api-key": "fuzz-key"}, max_size=None, close_timeout=1.0)
+            return await connect(
+                url, additional_headers={"api-key": "fuzz-key"}, max_size=None, close_timeout=1.0
+            )
 
         tally = await fuzz(open_emulator, seed=seed, count=FUZZ_EVENTS)
     record(f"fuzz-emulator-{seed}", asdict(tally))
