@@ -14,6 +14,9 @@ Changes to uvicorn, all of them about running embedded and carrying audio:
 * its websockets protocol pauses and resumes the socket around every received message, two system
   calls per audio frame: here reading pauses only when ``READ_AHEAD_MESSAGES`` wait for the app
   (the queue stays bounded);
+* a malformed upgrade request gets a 4xx that never repeats a header's value, and one log line
+  (``websocket_handshake``), where websockets echoed the header or, on a non-ASCII byte, crashed
+  with no answer and logged the value in a traceback;
 * after an app refuses the upgrade with an HTTP response (the ASGI "websocket.http.response"
   extension: 401, 404, ...), it logs "ASGI callable returned without completing handshake" at
   ERROR although the response went out; the refusal ends the handshake, so it is marked complete;
@@ -49,6 +52,7 @@ from realtalk.websocket_frames import (
     encode_frame,
     parse_close,
 )
+from realtalk.websocket_handshake import QuietServerProtocol, malformed_upgrade_response
 
 __all__ = ["DIRECT_WEBSOCKET", "READ_AHEAD_MESSAGES", "DirectWebSocket", "EmbeddedApp", "FrameSink"]
 
@@ -144,8 +148,21 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
     # raw and parsed by whichever path the app then takes (direct or ASGI).
     _early: list[bytes] | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # websockets' own handshake, with refusals that never echo the request (a subclass that
+        # only overrides ``reject``: no state of its own).
+        self.conn.__class__ = QuietServerProtocol
+
     def handle_connect(self, event: Any) -> None:
-        super().handle_connect(event)
+        try:
+            super().handle_connect(event)
+        except Exception as exc:  # a request websockets could not even refuse: answer it here
+            self.handshake_complete = self.close_sent = True
+            self.conn.send_response(malformed_upgrade_response(400, exc))
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+            return
         scope = getattr(self, "scope", None)
         if scope is not None and not self.close_sent and self.offers_direct:
             scope["extensions"][DIRECT_WEBSOCKET] = DirectWebSocket(self)

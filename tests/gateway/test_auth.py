@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from realtalk.gateway.auth import (
     COOKIE_NAME,
+    REFUSAL,
     SUBPROTOCOL_PREFIX,
     Authenticator,
     AuthFailure,
@@ -99,3 +103,52 @@ def test_the_answered_subprotocol_never_carries_the_token() -> None:
     assert pick_subprotocol(["openai-insecure-api-key.t", "realtime"]) == "realtime"
     assert pick_subprotocol(["openai-insecure-api-key.t", "x"]) == "x"
     assert pick_subprotocol([]) is None
+
+
+# -- any bytes in any credential position: a refusal, never an exception ---------------------------
+
+_ANY_TEXT = st.text(alphabet=st.characters(codec=None), max_size=200)  # surrogates included
+
+
+@settings(max_examples=300, deadline=None)
+@given(tail=_ANY_TEXT)
+def test_a_signed_token_with_any_signature_is_refused_not_raised(tail: str) -> None:
+    auth = _auth()
+    token, _ = auth.mint("alice", NOW)
+    forged = token.rsplit(".", 1)[0] + "." + tail
+    result = auth.verify(forged, NOW)
+    assert isinstance(result, AuthFailure) or forged == token
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=200), position=st.sampled_from(["bearer", "api-key", "subprotocol", "cookie"]))
+def test_any_bytes_in_any_credential_position_are_refused_not_raised(raw: bytes, position: str) -> None:
+    # Servers decode header bytes as Latin-1 (ASGI); cookies may carry anything.
+    text = raw.decode("latin-1")
+    for candidate in (text, "rt1." + text, "rt1.e30." + text, raw.decode("utf-8", "surrogateescape")):
+        request: dict[str, object] = {
+            "bearer": {"headers": {"authorization": f"Bearer {candidate}"}},
+            "api-key": {"headers": {"api-key": candidate}},
+            "subprotocol": {"subprotocols": (SUBPROTOCOL_PREFIX + candidate,)},
+            "cookie": {"cookies": {COOKIE_NAME: candidate}},
+        }[position]
+        result = _who(_auth(), **request)
+        assert isinstance(result, AuthFailure) or candidate.strip() == STATIC
+
+
+def test_the_api_key_header_carries_a_token_as_azure_clients_send_it() -> None:
+    assert isinstance(_who(_auth(), headers={"api-key": STATIC}), Principal)
+    assert isinstance(_who(_auth(), headers={"api-key": "wrong-0123456789"}), AuthFailure)
+
+
+def test_a_refusal_tells_the_client_nothing_about_which_check_failed() -> None:
+    auth = _auth()
+    token, _ = auth.mint("alice", NOW, ttl_s=60)
+    reasons = {
+        _who(auth).reason,  # type: ignore[union-attr]
+        auth.verify(token, NOW + 61).reason,  # type: ignore[union-attr]
+        auth.verify(token[:-2] + "xx", NOW).reason,  # type: ignore[union-attr]
+    }
+    assert len(reasons) == 3  # the log can tell them apart
+    assert all(reason not in REFUSAL for reason in reasons)  # the client cannot
+    assert "token" in REFUSAL and "api-key" in REFUSAL

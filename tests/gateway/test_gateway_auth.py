@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
 import httpx
 import pytest
+from openai import AsyncAzureOpenAI
 from websockets.exceptions import InvalidStatus
 
-from realtalk.gateway.auth import COOKIE_NAME, SUBPROTOCOL_PREFIX, Authenticator
+from realtalk.gateway.auth import COOKIE_NAME, REFUSAL, SUBPROTOCOL_PREFIX, Authenticator
 
 from .conftest import OTHER_TOKEN, SECRET, TOKEN
 
@@ -132,3 +135,93 @@ async def test_the_open_mode_serves_loopback_clients_without_a_token(emulator, g
     async with emulator() as emu, gateway(emu) as gw, client(gw) as c:
         await c.until("session.created")
         assert emu.stats.connections_accepted == 1
+
+
+async def _raw_request(port: int, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """Send exact bytes (non-ASCII included, as no HTTP library will); the status and the body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        length = b"Content-Length: %d\r\n" % len(body) if body else b""
+        writer.write(head + length + b"\r\n" + body)
+        async with asyncio.timeout(10):
+            response_head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in response_head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            response_body = await reader.readexactly(length)
+    finally:
+        writer.close()
+    return int(response_head.split()[1]), response_body
+
+
+_NON_ASCII_SIGNED = _signer().mint("alice", time.time())[0].rsplit(".", 1)[0].encode() + b".\xc3\xa9\xffsig"
+_POSITIONS = {
+    "bearer": b"Authorization: Bearer " + _NON_ASCII_SIGNED + b"\r\n",
+    "api-key": b"api-key: " + _NON_ASCII_SIGNED + b"\r\n",
+    "cookie": COOKIE_NAME.encode() + b"=" + _NON_ASCII_SIGNED,
+}
+
+
+@pytest.mark.parametrize("position", sorted(_POSITIONS))
+async def test_a_signed_token_with_a_non_ascii_signature_is_a_401_in_every_position(
+    emulator, gateway, position
+) -> None:
+    header = _POSITIONS[position]
+    if position == "cookie":
+        header = b"Cookie: " + header + b"\r\n"
+    upgrade = (
+        b"GET /openai/v1/realtime?model=gpt-realtime-1.5 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" + header
+    )
+    session = b"POST /api/session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + header
+    async with emulator() as emu, gateway(emu, **AUTH) as gw:
+        port = int(gw.http_base_url.rsplit(":", 1)[1])
+        ws_status, ws_body = await _raw_request(port, upgrade)
+        api_status, api_body = await _raw_request(port, session, b"{}")
+        assert emu.stats.handshakes == 0
+    assert (ws_status, api_status) == (401, 401)
+    for body in (ws_body, api_body):
+        assert json.loads(body)["error"]["message"] == REFUSAL  # nothing about which check failed
+
+
+async def test_a_non_ascii_token_in_the_session_body_is_a_401(emulator, gateway) -> None:
+    async with emulator() as emu, gateway(emu, **AUTH) as gw:
+        async with httpx.AsyncClient(base_url=gw.http_base_url) as http:
+            forged = _NON_ASCII_SIGNED.decode("latin-1")
+            response = await http.post("/api/session", json={"token": forged})
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == REFUSAL
+
+
+async def test_an_azure_configured_sdk_client_authenticates_with_its_api_key_header(
+    emulator, gateway
+) -> None:
+    async with emulator() as emu, gateway(emu, **AUTH) as gw:
+        azure = AsyncAzureOpenAI(
+            azure_endpoint=gw.http_base_url,
+            websocket_base_url=gw.websocket_base_url,
+            api_key=TOKEN,
+            api_version="2025-08-28",
+        )
+        try:
+            async with azure.realtime.connect(model="gpt-realtime-1.5") as conn:
+                assert (await conn.recv()).type == "session.created"
+        finally:
+            await azure.close()
+        assert emu.stats.connections_accepted == 1
+
+
+async def test_a_refused_client_is_told_a_generic_reason_and_the_log_says_which_check_failed(
+    emulator, gateway, caplog
+) -> None:
+    expired = _signer().mint("alice", time.time() - 3600, ttl_s=60)[0]
+    async with emulator() as emu, gateway(emu, **AUTH) as gw:
+        async with httpx.AsyncClient(base_url=gw.http_base_url) as http:
+            response = await http.post("/api/session", json={"token": expired})
+    assert response.json()["error"]["message"] == REFUSAL
+    logged = [r.getMessage() for r in caplog.records if r.name == "realtalk.gateway"]
+    assert any("expired" in line for line in logged)
+    assert not any(expired in line for line in logged)

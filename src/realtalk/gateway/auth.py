@@ -5,6 +5,8 @@ Pure: the caller passes headers, cookies, offered subprotocols and the time; not
 Credentials a client may present (checked before anything is opened upstream, issue 5 item 4):
 
 * ``Authorization: Bearer <token>``: SDK and server-side clients.
+* ``api-key: <token>``: what every client configured for Azure sends (``AsyncAzureOpenAI``, the npm
+  package's ``OpenAIRealtimeWS.azure()``, pipecat's Azure service), so they work unchanged.
 * The WebSocket subprotocol ``openai-insecure-api-key.<token>``: browsers cannot set headers on a
   WebSocket; this is OpenAI's own convention. The gateway answers with another offered
   subprotocol (``realtime``), never the one carrying the token.
@@ -17,6 +19,11 @@ Tokens are a static list (compared in constant time; the user is ``token:<hash p
 short-lived signed tokens ``rt1.<payload>.<signature>``: payload = base64url JSON
 ``{"sub": <user>, "exp": <unix s>}``, signature = base64url HMAC-SHA256 of ``rt1.<payload>`` with
 the gateway secret. Anyone holding the secret (a backend) can mint them too.
+
+A credential is whatever bytes the client sent: every comparison is on bytes (``hmac.compare_digest``
+refuses ``str`` with non-ASCII characters), and any value in any position is a refusal, never an
+exception. Why a client was refused is for the log (``AuthFailure.reason``); the client is told
+only ``REFUSAL``, so a caller probing tokens learns nothing about which check failed.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "COOKIE_NAME",
+    "REFUSAL",
     "SUBPROTOCOL_PREFIX",
     "AuthFailure",
     "Authenticator",
@@ -47,6 +55,12 @@ SUBPROTOCOL_PREFIX: Final = "openai-insecure-api-key."
 _TOKEN_PREFIX: Final = "rt1"
 _PRINCIPAL_HEADERS: Final = ("x-ms-client-principal-name", "x-ms-client-principal-id")
 _SUBJECT: Final = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+
+REFUSAL: Final = (
+    "Authentication required: send a valid gateway token ('Authorization: Bearer <token>', "
+    f"'api-key: <token>' or the WebSocket subprotocol '{SUBPROTOCOL_PREFIX}<token>'), "
+    "or sign in on the gateway's web page."
+)
 
 Method = Literal["open", "static", "signed", "principal"]
 
@@ -62,9 +76,15 @@ class Principal:
 
 @dataclass(frozen=True)
 class AuthFailure:
-    """Why a request is refused (safe to show: it never contains the token)."""
+    """Why a request is refused, for the log (it never contains the credential). Clients are
+    told ``REFUSAL`` only."""
 
     reason: str
+
+
+def _raw(text: str) -> bytes:
+    """A credential as the bytes compared (any ``str``, lone surrogates included)."""
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _b64url(raw: bytes) -> str:
@@ -128,32 +148,32 @@ class Authenticator:
         if token.startswith(_TOKEN_PREFIX + "."):
             return self._verify_signed(token, now_s)
         for known in self._static:
-            if hmac.compare_digest(token.encode(), known.encode()):
+            if hmac.compare_digest(_raw(token), _raw(known)):
                 digest = hashlib.sha256(known.encode()).hexdigest()[:10]
                 return Principal(f"token:{digest}", "static")
-        return AuthFailure("the token is not valid")
+        return AuthFailure("the token is neither a configured static token nor a signed one")
 
     def is_static(self, token: str) -> bool:
-        return any(hmac.compare_digest(token.encode(), known.encode()) for known in self._static)
+        return any(hmac.compare_digest(_raw(token), _raw(known)) for known in self._static)
 
     def _verify_signed(self, token: str, now_s: float) -> Principal | AuthFailure:
         parts = token.split(".")
         if len(parts) != 3 or not parts[1].isascii():
-            return AuthFailure("the token is not valid")
+            return AuthFailure("the signed token is malformed")
         signed = f"{parts[0]}.{parts[1]}"
-        if not hmac.compare_digest(self._sign(signed), parts[2]):
-            return AuthFailure("the token is not valid")
+        if not hmac.compare_digest(self._sign(signed).encode("ascii"), _raw(parts[2])):
+            return AuthFailure("the signed token's signature does not match")
         try:
             claims = json.loads(_b64url_decode(parts[1]))
-        except (binascii.Error, ValueError):
-            return AuthFailure("the token is not valid")
+        except (binascii.Error, ValueError, RecursionError):
+            return AuthFailure("the signed token's payload is not JSON")
         subject, expires_at = (
             (claims.get("sub"), claims.get("exp")) if isinstance(claims, dict) else (None, None)
         )
         if not isinstance(subject, str) or not isinstance(expires_at, int) or isinstance(expires_at, bool):
-            return AuthFailure("the token is not valid")
+            return AuthFailure("the signed token's claims are incomplete")
         if expires_at <= now_s:
-            return AuthFailure("the token has expired; get a new one")
+            return AuthFailure("the signed token has expired")
         return Principal(subject, "signed", expires_at)
 
     # -- requests ----------------------------------------------------------------------------
@@ -178,10 +198,13 @@ class Authenticator:
         now_s: float,
     ) -> Principal | AuthFailure:
         """Who is making this request: the first credential found decides, in this order: bearer
-        header, subprotocol, cookie, trusted principal header. Open mode accepts everyone."""
+        header, ``api-key`` header, subprotocol, cookie, trusted principal header. Open mode accepts
+        everyone."""
         if not self.configured:
             return Principal(f"open:{client_host}", "open")
         token = _bearer(headers.get("authorization", ""))
+        if token is None:
+            token = headers.get("api-key", "").strip() or None
         if token is None:
             token = next(
                 (p[len(SUBPROTOCOL_PREFIX) :] for p in subprotocols if p.startswith(SUBPROTOCOL_PREFIX)), None
@@ -193,10 +216,7 @@ class Authenticator:
         principal = self.trusted_principal(headers)
         if principal is not None:
             return principal
-        return AuthFailure(
-            "no credential: send 'Authorization: Bearer <token>', the WebSocket subprotocol "
-            f"'{SUBPROTOCOL_PREFIX}<token>', or sign in through the web page"
-        )
+        return AuthFailure("no credential was sent")
 
 
 def _bearer(value: str) -> str | None:

@@ -17,7 +17,14 @@ from pathlib import Path
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
-from realtalk.gateway.auth import Authenticator, AuthFailure, Principal, origin_allowed, pick_subprotocol
+from realtalk.gateway.auth import (
+    REFUSAL,
+    Authenticator,
+    AuthFailure,
+    Principal,
+    origin_allowed,
+    pick_subprotocol,
+)
 from realtalk.gateway.config import GatewayConfig
 from realtalk.gateway.limits import Admissions
 from realtalk.gateway.metrics import GatewayMetrics
@@ -106,6 +113,11 @@ class GatewayState:
             now_s=time.time(),
         )
 
+    def log_refusal(self, connection: HTTPConnection, failure: AuthFailure) -> None:
+        """One log line on why a client was refused (the client is only told ``REFUSAL``)."""
+        client = connection.client.host if connection.client is not None else "unknown"
+        logger.info("refused a client from %s on %s: %s", client, connection.url.path, failure.reason)
+
     def admit(self, websocket: WebSocket) -> Admission | HandshakeRefusal:
         """Decide on a WebSocket upgrade; an ``Admission`` holds a session slot until ``release``."""
         if not self.origin_ok(websocket):
@@ -115,7 +127,8 @@ class GatewayState:
         offered = list(websocket.scope.get("subprotocols") or [])
         principal = self.authenticate(websocket, offered)
         if isinstance(principal, AuthFailure):
-            return HandshakeRefusal(401, "unauthorized", principal.reason)
+            self.log_refusal(websocket, principal)
+            return HandshakeRefusal(401, "unauthorized", REFUSAL)
         refused = self.admissions.admit(principal.subject)
         if refused is not None:
             return HandshakeRefusal(429, "too_many_sessions", refused)

@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from realtalk.gateway.auth import COOKIE_NAME, AuthFailure, Principal
+from realtalk.gateway.auth import COOKIE_NAME, REFUSAL, AuthFailure, Principal
 from realtalk.gateway.routes import state_of
 from realtalk.gateway.state import GatewayState
 
@@ -66,6 +66,14 @@ def _attach_cookie(response: Response, request: Request, token: str, max_age_s: 
     )
 
 
+def _header_token(request: Request) -> str:
+    """The token in ``Authorization: Bearer`` or ``api-key`` (empty when neither is there)."""
+    return (
+        request.headers.get("authorization", "").partition(" ")[2].strip()
+        or request.headers.get("api-key", "").strip()
+    )
+
+
 async def _json_body(request: Request) -> dict[str, Any] | None:
     raw = await request.body()
     if not raw.strip():
@@ -85,7 +93,7 @@ async def mint_token(request: Request) -> JSONResponse:
     body = await _json_body(request)
     if body is None:
         return _error(400, "invalid_json", "the body must be a JSON object")
-    bearer = request.headers.get("authorization", "").partition(" ")[2].strip()
+    bearer = _header_token(request)
     subject: str
     if bearer and state.auth.is_static(bearer):
         principal = state.auth.verify(bearer, time.time())
@@ -96,7 +104,10 @@ async def mint_token(request: Request) -> JSONResponse:
         trusted = state.auth.trusted_principal(request.headers)
         if trusted is None:
             state.metrics.refused("mint_unauthorized")
-            return _error(401, "unauthorized", "minting needs a static gateway token or a signed-in user")
+            state.log_refusal(
+                request, AuthFailure("minting needs a static gateway token or a signed-in user")
+            )
+            return _error(401, "unauthorized", REFUSAL)
         subject = trusted.subject
     ttl = body.get("ttl_s")
     if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 1):
@@ -122,7 +133,7 @@ async def open_session(request: Request) -> JSONResponse:
     body = await _json_body(request)
     if body is None:
         return _error(400, "invalid_json", "the body must be a JSON object")
-    token = request.headers.get("authorization", "").partition(" ")[2].strip() or body.get("token")
+    token = _header_token(request) or body.get("token")
     principal: Principal | AuthFailure | None
     if isinstance(token, str) and token:
         principal = state.auth.verify(token, time.time())
@@ -130,8 +141,9 @@ async def open_session(request: Request) -> JSONResponse:
         principal = state.auth.trusted_principal(request.headers)
     if principal is None or isinstance(principal, AuthFailure):
         state.metrics.refused("session_unauthorized")
-        reason = principal.reason if isinstance(principal, AuthFailure) else "send a token"
-        return _error(401, "unauthorized", reason)
+        failure = principal if isinstance(principal, AuthFailure) else AuthFailure("no credential was sent")
+        state.log_refusal(request, failure)
+        return _error(401, "unauthorized", REFUSAL)
     token, max_age_s, expires_at = _cookie_token(state, principal)
     response = JSONResponse(
         {"authenticated": True, "auth_required": True, "subject": principal.subject, "expires_at": expires_at}
