@@ -10,6 +10,9 @@ import pytest
 MALFORMED = [
     pytest.param("{not json", "invalid_json", None, id="invalid-json"),
     pytest.param("[1, 2]", "invalid_event", None, id="not-an-object"),
+    # Past Python's 4,300-digit int conversion limit: a bare ValueError that once dropped the client.
+    pytest.param('{"type": ' + "9" * 5000 + "}", "invalid_json", None, id="integer-over-4300-digits"),
+    pytest.param("[" * 100_000 + "]" * 100_000, "invalid_json", None, id="nesting-past-recursion-limit"),
     pytest.param('{"event_id": "evt_x"}', "invalid_event", None, id="missing-type"),
     pytest.param('{"type": 42}', "invalid_type", "type", id="type-not-a-string"),
     pytest.param('{"type": "response.audio.delta"}', "invalid_value", "type", id="unknown-type"),
@@ -58,7 +61,11 @@ async def test_a_malformed_event_gets_an_error_and_the_connection_stays_open(
         await stream.send_raw(frame)
         error = await stream.error()
         assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", code, param)
-        event_id = json.loads(frame).get("event_id") if frame.startswith('{"') else None
+        try:
+            sent = json.loads(frame)
+        except (ValueError, RecursionError):
+            sent = None
+        event_id = sent.get("event_id") if isinstance(sent, dict) else None
         assert error["event_id"] == event_id
         await stream.send({"type": "session.update", "session": {"type": "realtime"}})
         await stream.until("session.updated")

@@ -128,6 +128,8 @@ def test_known_event_with_a_wrong_type_is_a_remote_protocol_error() -> None:
         ("[1,2]", "not an object"),
         ('{"event_id":"e"}', "without a string 'type'"),
         (b"\xff\xfe", "not JSON"),
+        ('{"type": ' + "9" * 5000 + "}", "not JSON"),
+        ("[" * 100_000 + "]" * 100_000, "not JSON"),
     ],
 )
 def test_frames_that_are_not_events_are_remote_protocol_errors(frame: str | bytes, message: str) -> None:

@@ -65,6 +65,8 @@ from realtalk.emulator.validation import check_client_event
 
 __all__ = ["RealtimeSession"]
 
+_PARSER_LIMIT = "a number or the nesting is too large to parse"
+
 logger = logging.getLogger(__name__)
 
 MAX_APPEND_AUDIO_BYTES = 15 * 1024 * 1024  # §3.3: at most 15 MiB of audio per append
@@ -191,9 +193,13 @@ class RealtimeSession:
             return
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:
+            # Any parser failure is the client's malformed event, answered and survived: a syntax
+            # error, nesting past the recursion limit, or an integer past Python's 4,300-digit
+            # conversion limit (a bare ValueError, which once dropped the connection).
             self._record.client_events.append({"type": None, "invalid_json": True})
-            await self._emit(events.error(errors.invalid_json(str(exc)).to_object(None)))
+            detail = str(exc) if isinstance(exc, json.JSONDecodeError) else _PARSER_LIMIT
+            await self._emit(events.error(errors.invalid_json(detail).to_object(None)))
             return
         if not isinstance(data, dict):
             self._record.client_events.append({"type": None, "not_an_object": True})

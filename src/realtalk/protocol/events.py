@@ -101,8 +101,11 @@ def parse_server_event(text: str | bytes) -> ServerEvent | UnknownServerEvent:
     """
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RemoteProtocolError(f"server sent a frame that is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # decoding, syntax, integer-digit and depth limits
+        detail = (
+            str(exc) if isinstance(exc, json.JSONDecodeError) else "a number or nesting too large to parse"
+        )
+        raise RemoteProtocolError(f"server sent a frame that is not JSON: {detail}") from None
     return parse_server_data(data)
 
 
