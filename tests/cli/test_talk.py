@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ import typer
 from typer.testing import CliRunner, Result
 
 from realtalk.cli.talk import Eagerness, VadMode, build_profile, talk
-from realtalk.emulator import Emulator, EmulatorConfig
+from realtalk.emulator import Emulator, EmulatorConfig, Faults
 from realtalk.protocol.session_config import SemanticVad, ServerVad
 from realtalk.testing import configuration_variables
 
@@ -281,6 +282,45 @@ async def test_an_unrecoverable_401_exits_1_with_one_line_and_no_traceback(tmp_p
     assert errors.count("\n") == 1, errors
     assert "HTTP 401" in errors and "AZURE_OPENAI_API_KEY" in errors
     assert "Traceback" not in errors + stdout.decode()
+
+
+async def test_a_conversation_goes_on_through_five_drops_and_stops_at_its_duration(tmp_path: Path) -> None:
+    # Fifteen questions back to back; the emulator aborts every connection 2.5 s after it opens. The
+    # speaker still drains a dropped session's reply when the new session starts: its playback
+    # reports once reached the new core and ended the run ("unknown item") at the second reconnect.
+    many = tmp_path / "many.wav"
+    with wave.open(str(QUESTION), "rb") as one, wave.open(str(many), "wb") as out:
+        out.setparams(one.getparams())
+        out.writeframes(one.readframes(one.getnframes()) * 15)
+    faults = Faults(drop_after_s=2.5)
+    async with Emulator(
+        EmulatorConfig(pace=8, faults=faults, vad="energy", asr="none", tts="tone")
+    ) as emulator:
+        env = {key: value for key, value in os.environ.items() if key not in set(configuration_variables())}
+        env |= {
+            "AZURE_OPENAI_ENDPOINT": emulator.http_base_url,
+            "AZURE_OPENAI_DEPLOYMENT_NAME": "gpt-realtime-1.5",
+            "AZURE_OPENAI_API_KEY": "a-key",
+        }
+        started = time.monotonic()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", APP, "--input-wav", str(many), "--output-wav", str(tmp_path / "out.wav"),
+            "--duration", "80", "--speed", "4",
+            env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+        elapsed_s = time.monotonic() - started
+        connections = emulator.stats.connections_accepted
+    output = stdout.decode() + stderr.decode()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output and "unknown item" not in output
+    assert connections >= 6, output  # five drops, five reconnects
+    assert "Session summary" in output
+    assert len([line for line in transcript(output) if line.startswith("agent")]) >= 3
+    # --duration 80 at --speed 4 is 20 s of wall time (and the WAV would last 24 s).
+    duration = re.search(r"duration\s+([\d.]+) s", output)
+    assert duration is not None and float(duration.group(1)) <= 20.5, output
+    assert elapsed_s < 40
 
 
 def test_ctrl_c_closes_the_files_and_prints_the_summary(tmp_path: Path) -> None:

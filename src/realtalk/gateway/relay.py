@@ -501,7 +501,8 @@ class GatewaySession(FrameSink):
             return
         item = self._core.conversation.item(report.item_id)
         if item is None:
-            raise LocalProtocolError(f"unknown item {report.item_id!r}")
+            self._core.audio_played(report.item_id, 0, received_s)  # dropped and counted by the core
+            return
         increment = report.played_samples - item.audio_played_samples
         if increment > 0:
             self._core.audio_played(report.item_id, increment, received_s)

@@ -109,6 +109,8 @@ class ClientProtocol:
         """The conversation as received so far (read it; do not feed it directly)."""
         self.costs = CostTracker(prices or prices_for("gpt-realtime-1.5"))
         """Per-turn and running cost totals."""
+        self.stale_playback_reports = 0
+        """Playback reports dropped because their item is not in this core (a previous connection's)."""
         self._profile = profile
         self._include_raw = include_raw_events
         self._outgoing: deque[str] = deque()
@@ -288,7 +290,12 @@ class ClientProtocol:
         self._send(wire.session_update(self._profile.to_session(), event_id=self._next_event_id()))
 
     def audio_played(self, item_id: str, samples: int, now_s: float) -> None:
-        """Report ``samples`` more of ``item_id`` played at ``now_s`` (from the player, in increments)."""
+        """Report ``samples`` more of ``item_id`` played at ``now_s`` (from the player, in increments).
+
+        A report for an item this core does not hold is dropped (counted in
+        ``stale_playback_reports``): see ``_known``."""
+        if not self._known(item_id):
+            return
         self.conversation.audio_played(item_id, samples)
         item = self.conversation.item(item_id)
         if samples > 0 and item is not None and item.response_id is not None:
@@ -304,10 +311,11 @@ class ClientProtocol:
         """Report that playback of ``item_id`` stopped after ``played_samples_total`` samples (after a flush).
 
         Queues ``conversation.item.truncate`` with what was heard, unless nothing was heard or the item
-        had already been played to its end, and cuts the transcript to match.
+        had already been played to its end, and cuts the transcript to match. A report for an item
+        this core does not hold is dropped, as in ``audio_played``.
         """
-        if self.conversation.item(item_id) is None:
-            raise LocalProtocolError(f"unknown item {item_id!r}")
+        if not self._known(item_id):
+            return
         self._flush_pending.discard(item_id)
         version = self.conversation.transcript_version
         self.conversation.set_played_samples(item_id, played_samples_total)
@@ -334,6 +342,17 @@ class ClientProtocol:
                     received_samples=item.audio_received_samples,
                 )
         self._emit_transcript_if_changed(version)
+
+    def _known(self, item_id: str) -> bool:
+        # The player reports from its own clock, behind the wire: after a reconnect it still drains
+        # audio of the previous connection's items (a new core, new item ids), and an old item may
+        # have left the conversation window. Neither can be truncated or billed here any more, so
+        # such a report is not a misuse to raise on (it once ended `realtalk talk` after a second
+        # reconnect): it is counted and dropped.
+        if self.conversation.item(item_id) is not None:
+            return True
+        self.stale_playback_reports += 1
+        return False
 
     # -- barge-in and response ownership -------------------------------------------------------
 
