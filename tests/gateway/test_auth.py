@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -152,3 +158,85 @@ def test_a_refusal_tells_the_client_nothing_about_which_check_failed() -> None:
     assert len(reasons) == 3  # the log can tell them apart
     assert all(reason not in REFUSAL for reason in reasons)  # the client cannot
     assert "token" in REFUSAL and "api-key" in REFUSAL
+
+
+def _signed_by_a_backend(claims: object, secret: bytes = b"k" * 32) -> str:
+    """A token as a backend holding the secret signs it itself (any claims it chose)."""
+
+    def b64url(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    signed = "rt1." + b64url(json.dumps(claims).encode())
+    return f"{signed}.{b64url(hmac.new(secret, signed.encode(), hashlib.sha256).digest())}"
+
+
+_CLAIMS = st.fixed_dictionaries(
+    {
+        "sub": st.one_of(st.text(alphabet=st.characters(codec=None), max_size=300), st.integers(), st.none()),
+        "exp": st.one_of(
+            st.integers(min_value=int(NOW) - 5, max_value=int(NOW) + 10**6),
+            st.integers(),
+            st.floats(allow_nan=False),
+            st.booleans(),
+            st.none(),
+        ),
+    }
+) | st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(), lambda kids: st.lists(kids), max_leaves=5
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(claims=_CLAIMS)
+def test_any_claims_a_backend_signs_are_refused_or_name_a_subject_the_gateway_can_sign_again(
+    claims: object,
+) -> None:
+    # POST /api/session turns an accepted token into a cookie minted for the same subject.
+    auth = _auth()
+    result = auth.verify(_signed_by_a_backend(claims), NOW)
+    if isinstance(result, Principal):
+        token, _ = auth.mint(result.subject, NOW)
+        assert auth.verify(token, NOW) == Principal(result.subject, "signed", int(NOW) + 600)
+
+
+def test_a_backend_signed_token_with_an_unprintable_subject_is_refused() -> None:
+    for subject in ("", "\x00", "a\nb", "\ud800", "x" * 257):
+        token = _signed_by_a_backend({"sub": subject, "exp": int(NOW) + 60})
+        assert isinstance(_auth().verify(token, NOW), AuthFailure), repr(subject)
+
+
+def test_a_subject_with_a_lone_surrogate_cannot_be_minted() -> None:
+    # JSON may carry "\ud800"; a token for it would fail as soon as it is written out as UTF-8.
+    with pytest.raises(ValueError, match="printable"):
+        _auth().mint("al\ud800ice", NOW)
+
+
+def test_a_configured_token_with_bytes_that_are_not_utf8_still_authenticates() -> None:
+    # The environment hands such bytes over as surrogate escapes (os.environ's decoding).
+    token = "static-\udcff-token-0123456789"
+    principal = _auth(static_tokens=(token,)).verify(token, NOW)
+    assert isinstance(principal, Principal) and principal.method == "static"
+
+
+def test_the_logged_reason_names_where_the_refused_credential_was_sent() -> None:
+    auth = _auth()
+    where = {
+        "Authorization": _who(auth, headers={"authorization": "Bearer nope-0123456789"}),
+        "api-key": _who(auth, headers={"api-key": "nope-0123456789"}),
+        "subprotocol": _who(auth, subprotocols=[SUBPROTOCOL_PREFIX + "nope-0123456789"]),
+        "cookie": _who(auth, cookies={COOKIE_NAME: "nope-0123456789"}),
+    }
+    for name, result in where.items():
+        assert isinstance(result, AuthFailure) and name in result.reason, (name, result)
+        assert "nope-0123456789" not in result.reason
+
+
+def test_a_trusted_principal_header_is_read_as_utf8_and_must_be_printable() -> None:
+    # ASGI servers hand header bytes over decoded as Latin-1; the front end writes names in UTF-8.
+    trusted = _auth(trust_principal_header=True)
+    name = "José Müller".encode().decode("latin-1")
+    assert _who(trusted, headers={"x-ms-client-principal-name": name}) == Principal(
+        "José Müller", "principal"
+    )
+    for garbage in ("tok\x80\x9fen", "\xff\xfe", "a\x01b", ""):
+        assert isinstance(_who(trusted, headers={"x-ms-client-principal-name": garbage}), AuthFailure)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import time
 
@@ -145,12 +148,13 @@ async def _raw_request(port: int, head: bytes, body: bytes = b"") -> tuple[int, 
         writer.write(head + length + b"\r\n" + body)
         async with asyncio.timeout(10):
             response_head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
+            lengths = [
                 int(line.split(b":", 1)[1])
                 for line in response_head.split(b"\r\n")
                 if line.lower().startswith(b"content-length:")
-            )
-            response_body = await reader.readexactly(length)
+            ]
+            # Without a length (a refusal that closes the connection), the body runs to the end.
+            response_body = await reader.readexactly(lengths[0]) if lengths else await reader.read()
     finally:
         writer.close()
     return int(response_head.split()[1]), response_body
@@ -225,3 +229,125 @@ async def test_a_refused_client_is_told_a_generic_reason_and_the_log_says_which_
     logged = [r.getMessage() for r in caplog.records if r.name == "realtalk.gateway"]
     assert any("expired" in line for line in logged)
     assert not any(expired in line for line in logged)
+
+
+def _signed_by_a_backend(claims: object) -> str:
+    """A token signed with the gateway's secret by a backend, with claims of its own choosing."""
+
+    def b64url(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    signed = "rt1." + b64url(json.dumps(claims).encode())
+    return f"{signed}.{b64url(hmac.new(SECRET.encode(), signed.encode(), hashlib.sha256).digest())}"
+
+
+async def test_a_backend_signed_token_with_an_empty_subject_is_a_401_not_a_500(
+    emulator, gateway, client
+) -> None:
+    token = _signed_by_a_backend({"sub": "", "exp": int(time.time()) + 600})
+    async with emulator() as emu, gateway(emu, **AUTH) as gw:
+        async with httpx.AsyncClient(base_url=gw.http_base_url) as http:
+            session = await http.post("/api/session", json={"token": token})
+            by_header = await http.post("/api/session", headers={"api-key": token})
+        with pytest.raises(InvalidStatus) as refused:
+            async with client(gw, token=token):
+                pass
+        assert emu.stats.handshakes == 0
+    assert (session.status_code, by_header.status_code) == (401, 401)
+    assert refused.value.response.status_code == 401
+
+
+async def test_a_mint_request_for_a_subject_with_a_lone_surrogate_is_a_400(emulator, gateway) -> None:
+    async with emulator() as emu, gateway(emu, **AUTH) as gw:
+        async with httpx.AsyncClient(base_url=gw.http_base_url) as http:
+            response = await http.post(
+                "/api/token",
+                content=b'{"subject": "al\\ud800ice"}',
+                headers={"authorization": f"Bearer {TOKEN}", "content-type": "application/json"},
+            )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_value"
+
+
+# Bytes no HTTP library will send: UTF-8, bytes that are not UTF-8, C0 and C1 controls, NUL.
+_HOSTILE_VALUES = [
+    b"\xc3\xa9t\xc3\xa9",
+    b"tok\xff\xfeen",
+    b"tok\x80\x9fen",
+    b"a\x01\x1b\x7fb",
+    b"nul\x00byte",
+]
+_CREDENTIAL_LINES = {
+    "bearer": lambda value: b"Authorization: Bearer " + value,
+    "api-key": lambda value: b"api-key: " + value,
+    "cookie": lambda value: b"Cookie: " + COOKIE_NAME.encode() + b"=" + value,
+    "signed bearer": lambda value: (
+        b"Authorization: Bearer " + _NON_ASCII_SIGNED.rsplit(b".", 1)[0] + b"." + value
+    ),
+}
+_UPGRADE = (
+    b"GET /openai/v1/realtime?model=gpt-realtime-1.5 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+)
+
+
+def _expected_status(value: bytes) -> set[int]:
+    # Control bytes in a header value break HTTP itself: the server's parser may refuse them (400)
+    # before any credential is looked at. Anything else reaches the credential check: 401.
+    return {400, 401} if any(b < 0x20 or b == 0x7F for b in value) else {401}
+
+
+@pytest.mark.parametrize("position", sorted(_CREDENTIAL_LINES))
+async def test_any_bytes_in_a_credential_header_are_a_401_on_every_route(emulator, gateway, position) -> None:
+    post = b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    routes = {
+        "websocket": _UPGRADE,
+        "/api/session": b"POST /api/session" + post,
+        "/api/token": b"POST /api/token" + post,
+    }
+    answers: list[tuple[str, bytes, int, bytes]] = []
+    async with emulator() as emu, gateway(emu, **AUTH) as gw:
+        port = int(gw.http_base_url.rsplit(":", 1)[1])
+        for value in _HOSTILE_VALUES:
+            line = _CREDENTIAL_LINES[position](value) + b"\r\n"
+            for route, head in routes.items():
+                body = b"" if route == "websocket" else b"{}"
+                status, answer = await _raw_request(port, head + line, body)
+                answers.append((route, value, status, answer))
+        assert emu.stats.handshakes == 0
+    for route, value, status, answer in answers:
+        assert status in _expected_status(value), (route, value, status, answer)
+        assert value not in answer
+        if status == 401:
+            assert json.loads(answer)["error"]["message"] == REFUSAL
+
+
+@pytest.mark.parametrize("header", [b"X-MS-CLIENT-PRINCIPAL-NAME", b"X-MS-CLIENT-PRINCIPAL-ID"])
+async def test_any_bytes_in_a_trusted_principal_header_are_a_name_or_a_401(emulator, gateway, header) -> None:
+    answers: list[tuple[bytes, str, int, bytes]] = []
+    async with emulator() as emu, gateway(emu, gateway_trust_principal_header=True) as gw:
+        port = int(gw.http_base_url.rsplit(":", 1)[1])
+        for value in _HOSTILE_VALUES:
+            line = header + b": " + value + b"\r\n"
+            for route in ("/api/session", "/api/token"):
+                head = f"POST {route} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                status, answer = await _raw_request(port, head.encode() + line, b"{}")
+                answers.append((value, route, status, answer))
+    for value, route, status, answer in answers:
+        # A front end that signs users in names them in UTF-8; a name is printable text, or no one
+        # is signed in.
+        name = value.decode("utf-8", "replace")
+        printable = "\ufffd" not in name and not any(c < " " or "\x7f" <= c < "\xa0" for c in name)
+        assert status in ({200} if printable else _expected_status(value)), (route, value, status, answer)
+        if status == 200:
+            assert json.loads(answer)["subject"] == name
+
+
+async def test_the_api_key_header_carries_a_token_on_the_http_routes_too(emulator, gateway) -> None:
+    async with emulator() as emu, gateway(emu, **AUTH) as gw:
+        async with httpx.AsyncClient(base_url=gw.http_base_url) as http:
+            minted = await http.post("/api/token", json={"subject": "alice"}, headers={"api-key": TOKEN})
+            session = await http.post("/api/session", headers={"api-key": minted.json()["token"]})
+    assert minted.status_code == 200 and minted.json()["subject"] == "alice"
+    assert session.status_code == 200 and session.json()["subject"] == "alice"

@@ -13,7 +13,8 @@ Credentials a client may present (checked before anything is opened upstream, is
 * The ``realtalk_session`` cookie (HttpOnly, SameSite=Strict) that ``POST /api/session`` sets.
 * With ``trust_principal_header``, the ``X-MS-CLIENT-PRINCIPAL-NAME``/``-ID`` headers that Azure
   Container Apps authentication (Entra ID) adds after signing the user in. Only safe when that
-  front end is the sole way in: it strips those headers from incoming requests.
+  front end is the sole way in: it strips those headers from incoming requests. Their bytes are
+  read as UTF-8 (ASGI servers hand headers over decoded as Latin-1).
 
 Tokens are a static list (compared in constant time; the user is ``token:<hash prefix>``) or
 short-lived signed tokens ``rt1.<payload>.<signature>``: payload = base64url JSON
@@ -22,7 +23,10 @@ the gateway secret. Anyone holding the secret (a backend) can mint them too.
 
 A credential is whatever bytes the client sent: every comparison is on bytes (``hmac.compare_digest``
 refuses ``str`` with non-ASCII characters), and any value in any position is a refusal, never an
-exception. Why a client was refused is for the log (``AuthFailure.reason``); the client is told
+exception. A subject (the user a token or a front end names) is 1-256 printable characters with
+no control character and no lone surrogate, whoever signed it: the gateway writes it into cookies,
+JSON answers and logs. Why a client was refused is for the log (``AuthFailure.reason``: which
+check failed and where the credential came in, never the credential itself); the client is told
 only ``REFUSAL``, so a caller probing tokens learns nothing about which check failed.
 """
 
@@ -46,6 +50,7 @@ __all__ = [
     "AuthFailure",
     "Authenticator",
     "Principal",
+    "header_token",
     "origin_allowed",
     "pick_subprotocol",
 ]
@@ -54,7 +59,8 @@ COOKIE_NAME: Final = "realtalk_session"
 SUBPROTOCOL_PREFIX: Final = "openai-insecure-api-key."
 _TOKEN_PREFIX: Final = "rt1"
 _PRINCIPAL_HEADERS: Final = ("x-ms-client-principal-name", "x-ms-client-principal-id")
-_SUBJECT: Final = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+# Printable: no C0 or C1 control character, no lone surrogate (it cannot be written as UTF-8).
+_SUBJECT: Final = re.compile(r"[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,256}")
 
 REFUSAL: Final = (
     "Authentication required: send a valid gateway token ('Authorization: Bearer <token>', "
@@ -149,7 +155,7 @@ class Authenticator:
             return self._verify_signed(token, now_s)
         for known in self._static:
             if hmac.compare_digest(_raw(token), _raw(known)):
-                digest = hashlib.sha256(known.encode()).hexdigest()[:10]
+                digest = hashlib.sha256(_raw(known)).hexdigest()[:10]
                 return Principal(f"token:{digest}", "static")
         return AuthFailure("the token is neither a configured static token nor a signed one")
 
@@ -172,6 +178,9 @@ class Authenticator:
         )
         if not isinstance(subject, str) or not isinstance(expires_at, int) or isinstance(expires_at, bool):
             return AuthFailure("the signed token's claims are incomplete")
+        if not _SUBJECT.fullmatch(subject):
+            # Signed by a backend holding the secret: valid, but not a name the gateway can use.
+            return AuthFailure("the signed token's subject is not 1-256 printable characters")
         if expires_at <= now_s:
             return AuthFailure("the signed token has expired")
         return Principal(subject, "signed", expires_at)
@@ -183,7 +192,7 @@ class Authenticator:
         if not self.trust_principal_header:
             return None
         for name in _PRINCIPAL_HEADERS:
-            value = headers.get(name, "").strip()
+            value = _utf8(headers.get(name, "")).strip()
             if value and _SUBJECT.fullmatch(value):
                 return Principal(value, "principal")
         return None
@@ -202,21 +211,48 @@ class Authenticator:
         everyone."""
         if not self.configured:
             return Principal(f"open:{client_host}", "open")
-        token = _bearer(headers.get("authorization", ""))
-        if token is None:
-            token = headers.get("api-key", "").strip() or None
-        if token is None:
-            token = next(
-                (p[len(SUBPROTOCOL_PREFIX) :] for p in subprotocols if p.startswith(SUBPROTOCOL_PREFIX)), None
-            )
-        if token is None:
+        found = header_token(headers)
+        if found is None:
+            offered = (p[len(SUBPROTOCOL_PREFIX) :] for p in subprotocols if p.startswith(SUBPROTOCOL_PREFIX))
+            token = next(offered, None)
+            found = (token, "the WebSocket subprotocol") if token is not None else None
+        if found is None:
             token = cookies.get(COOKIE_NAME) or None
-        if token is not None:
-            return self.verify(token, now_s)
+            found = (token, "the session cookie") if token is not None else None
+        if found is not None:
+            token, where = found
+            result = self.verify(token, now_s)
+            return (
+                AuthFailure(f"{result.reason} (sent in {where})")
+                if isinstance(result, AuthFailure)
+                else result
+            )
         principal = self.trusted_principal(headers)
         if principal is not None:
             return principal
+        if self.trust_principal_header and any(name in headers for name in _PRINCIPAL_HEADERS):
+            return AuthFailure(
+                "no credential was sent, and the principal header is not a printable UTF-8 name"
+            )
         return AuthFailure("no credential was sent")
+
+
+def header_token(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """The token in ``Authorization: Bearer`` or else ``api-key``, with where it was found (for
+    logs), or ``None`` when neither header carries one."""
+    token = _bearer(headers.get("authorization", ""))
+    if token is not None:
+        return token, "the Authorization header"
+    token = headers.get("api-key", "").strip()
+    return (token, "the api-key header") if token else None
+
+
+def _utf8(value: str) -> str:
+    """A header value as the UTF-8 text it was sent as (empty when its bytes are not UTF-8)."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return ""
 
 
 def _bearer(value: str) -> str | None:

@@ -1,16 +1,18 @@
 """Client tokens and the browser session cookie.
 
 * ``POST /api/token``: mint a short-lived signed token. Allowed for a static-token holder
-  (``Authorization: Bearer <static token>``; it may name the ``subject``, e.g. a backend minting
-  for its users) or, with ``REALTALK_GATEWAY_TRUST_PRINCIPAL_HEADER=true``, for the user Azure
-  Container Apps authentication signed in (its own name only). Body (optional):
-  ``{"ttl_s": 300, "subject": "alice"}``.
-* ``POST /api/session``: exchange a token (``Authorization: Bearer`` or ``{"token": ...}``) for the
-  HttpOnly ``realtalk_session`` cookie the browser UI's WebSocket then carries.
+  (``Authorization: Bearer <static token>`` or ``api-key: <static token>``; it may name the
+  ``subject``, e.g. a backend minting for its users) or, with
+  ``REALTALK_GATEWAY_TRUST_PRINCIPAL_HEADER=true``, for the user Azure Container Apps
+  authentication signed in (its own name only). Body (optional): ``{"ttl_s": 300, "subject": "alice"}``.
+* ``POST /api/session``: exchange a token (``Authorization: Bearer``, ``api-key`` or
+  ``{"token": ...}``) for the HttpOnly ``realtalk_session`` cookie the browser UI's WebSocket
+  then carries.
 * ``GET /api/session``: whether this browser is signed in, and whether it needs to be.
 * ``DELETE /api/session``: sign out (clears the cookie).
 
-Every one of them checks ``Origin`` (a cross-site page must not mint or set anything).
+Every one of them checks ``Origin`` (a cross-site page must not mint or set anything). A refusal
+tells the client ``REFUSAL`` only; the log line says which check failed (never the credential).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from realtalk.gateway.auth import COOKIE_NAME, REFUSAL, AuthFailure, Principal
+from realtalk.gateway.auth import COOKIE_NAME, REFUSAL, AuthFailure, Principal, header_token
 from realtalk.gateway.routes import state_of
 from realtalk.gateway.state import GatewayState
 
@@ -66,14 +68,6 @@ def _attach_cookie(response: Response, request: Request, token: str, max_age_s: 
     )
 
 
-def _header_token(request: Request) -> str:
-    """The token in ``Authorization: Bearer`` or ``api-key`` (empty when neither is there)."""
-    return (
-        request.headers.get("authorization", "").partition(" ")[2].strip()
-        or request.headers.get("api-key", "").strip()
-    )
-
-
 async def _json_body(request: Request) -> dict[str, Any] | None:
     raw = await request.body()
     if not raw.strip():
@@ -93,10 +87,10 @@ async def mint_token(request: Request) -> JSONResponse:
     body = await _json_body(request)
     if body is None:
         return _error(400, "invalid_json", "the body must be a JSON object")
-    bearer = _header_token(request)
+    found = header_token(request.headers)
     subject: str
-    if bearer and state.auth.is_static(bearer):
-        principal = state.auth.verify(bearer, time.time())
+    if found is not None and state.auth.is_static(found[0]):
+        principal = state.auth.verify(found[0], time.time())
         assert isinstance(principal, Principal)
         requested = body.get("subject")
         subject = requested if isinstance(requested, str) and requested else principal.subject
@@ -104,9 +98,9 @@ async def mint_token(request: Request) -> JSONResponse:
         trusted = state.auth.trusted_principal(request.headers)
         if trusted is None:
             state.metrics.refused("mint_unauthorized")
-            state.log_refusal(
-                request, AuthFailure("minting needs a static gateway token or a signed-in user")
-            )
+            sent = f"a token that is not a static one in {found[1]}" if found is not None else "no token"
+            why = f"minting needs a static gateway token or a signed-in user; {sent} was sent"
+            state.log_refusal(request, AuthFailure(why))
             return _error(401, "unauthorized", REFUSAL)
         subject = trusted.subject
     ttl = body.get("ttl_s")
@@ -133,10 +127,14 @@ async def open_session(request: Request) -> JSONResponse:
     body = await _json_body(request)
     if body is None:
         return _error(400, "invalid_json", "the body must be a JSON object")
-    token = _header_token(request) or body.get("token")
+    found = header_token(request.headers)
+    if found is None and isinstance(body.get("token"), str) and body["token"]:
+        found = (body["token"], "the body's token")
     principal: Principal | AuthFailure | None
-    if isinstance(token, str) and token:
-        principal = state.auth.verify(token, time.time())
+    if found is not None:
+        principal = state.auth.verify(found[0], time.time())
+        if isinstance(principal, AuthFailure):
+            principal = AuthFailure(f"{principal.reason} (sent in {found[1]})")
     else:
         principal = state.auth.trusted_principal(request.headers)
     if principal is None or isinstance(principal, AuthFailure):
