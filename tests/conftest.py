@@ -3,6 +3,9 @@
 Under CI (``CI=true``) every test must run: a skip (for example a missing system package) is turned
 into a failure of the whole session, and so is a run that executed no test at all. Locally a test
 that needs a Debian package skips with the reason, so a developer without it can still work.
+
+In every run, no log record may hold a test secret (``reliability/secret_scan.py``): a leak fails
+the session, whichever tests ran.
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from .reliability.secret_scan import SecretScan, SecretScanPlugin
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 _skipped: list[str] = []
+_SECRET_SCAN = "realtalk-secret-scan"
 
 
 def _under_ci() -> bool:
@@ -28,6 +34,19 @@ def require_binary(name: str, package: str | None = None) -> str:
     if path is None:
         pytest.skip(f"needs system package {package or name!r}: apt-get install {package or name}")
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(SecretScanPlugin(), _SECRET_SCAN)
+
+
+@pytest.fixture(scope="session")
+def secret_scan(pytestconfig: pytest.Config) -> SecretScan:
+    """The suite's secret scan, for output it cannot see as log records (a child process's
+    stderr): ``secret_scan.check_text("realtalk serve", stderr)`` records and returns the leaks."""
+    plugin = pytestconfig.pluginmanager.get_plugin(_SECRET_SCAN)
+    assert isinstance(plugin, SecretScanPlugin)
+    return plugin.scan
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

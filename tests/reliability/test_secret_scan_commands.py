@@ -1,0 +1,196 @@
+"""``realtalk serve`` and ``realtalk emulate`` as commands, at their most verbose, used with every
+credential a client can send (good, bad, and malformed bytes): their output holds no secret.
+
+The in-process servers of the rest of the suite are covered by the log scan itself
+(``secret_scan.py``); these are the commands' own logging set-ups (JSON lines on stderr, DEBUG).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import AsyncAzureOpenAI, AsyncOpenAI
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from realtalk.gateway.auth import COOKIE_NAME, SUBPROTOCOL_PREFIX
+from realtalk.testing import configuration_variables
+
+from .secret_scan import SecretScan
+from .support import MODEL
+
+APP = "from realtalk.cli.app import main; main()"
+UPSTREAM_KEY = "commands-upstream-key-0123456789"
+GATEWAY_TOKEN = "commands-gateway-token-0123456789"
+GATEWAY_SECRET = "commands-gateway-secret-0123456789abcdef"
+WRONG_TOKEN = "commands-wrong-token-0123456789"
+START_TIMEOUT_S = 60.0
+
+
+class Child:
+    """A command run as a child process; every line it writes is kept, per stream."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._readers = [
+            asyncio.create_task(self._read(name, stream))
+            for name, stream in (("stdout", process.stdout), ("stderr", process.stderr))
+        ]
+
+    async def _read(self, name: str, stream: asyncio.StreamReader | None) -> None:
+        assert stream is not None
+        while line := await stream.readline():
+            self.lines[name].append(line.decode("utf-8", "replace"))
+
+    async def wait_for(self, stream: str, pattern: str) -> re.Match[str]:
+        async with asyncio.timeout(START_TIMEOUT_S):
+            while True:
+                for line in self.lines[stream]:
+                    if found := re.search(pattern, line):
+                        return found
+                if self.process.returncode is not None:
+                    raise AssertionError(f"the command ended ({self.process.returncode}): {self.lines}")
+                await asyncio.sleep(0.05)
+
+    async def stop(self, how: signal.Signals) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(how)
+        try:
+            async with asyncio.timeout(20):
+                await self.process.wait()
+        finally:
+            if self.process.returncode is None:
+                self.process.kill()
+                await self.process.wait()
+            await asyncio.gather(*self._readers)
+
+    def text(self, stream: str) -> str:
+        return "".join(self.lines[stream])
+
+
+@asynccontextmanager
+async def command(
+    tmp_path: Path, env: dict[str, str], stop: signal.Signals, *args: str
+) -> AsyncIterator[Child]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", APP, *args,
+        env=env, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    child = Child(process)
+    try:
+        yield child
+    finally:
+        await child.stop(stop)
+
+
+async def _raw_status(port: int, request: bytes) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+    return int(head.split()[1])
+
+
+def _upgrade(path: str, header: bytes) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+        + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        + header
+        + b"\r\n\r\n"
+    )
+
+
+async def _use_every_credential(http_base_url: str, port: int) -> None:
+    """What clients do to a gateway: each way of authenticating, refusals, and malformed bytes."""
+    ws_base = http_base_url.replace("http://", "ws://") + "/openai/v1"
+    sdk = AsyncOpenAI(websocket_base_url=ws_base, api_key=GATEWAY_TOKEN)
+    azure = AsyncAzureOpenAI(
+        azure_endpoint=http_base_url,
+        websocket_base_url=ws_base,
+        api_key=GATEWAY_TOKEN,
+        api_version="2025-08-28",
+    )
+    try:
+        for client in (sdk, azure):
+            async with client.realtime.connect(model=MODEL) as conn:
+                assert (await conn.recv()).type == "session.created"
+    finally:
+        await sdk.close()
+        await azure.close()
+    async with httpx.AsyncClient(base_url=http_base_url) as http:
+        minted = (await http.post("/api/token", headers={"authorization": f"Bearer {GATEWAY_TOKEN}"})).json()
+        signed_in = await http.post("/api/session", json={"token": minted["token"]})
+        cookie = signed_in.cookies[COOKIE_NAME]
+        assert (await http.post("/api/session", json={"token": WRONG_TOKEN})).status_code == 401
+        assert (await http.post("/api/token", headers={"api-key": WRONG_TOKEN})).status_code == 401
+    url = f"{ws_base}/realtime?model={MODEL}"
+    for options in (
+        {"subprotocols": ["realtime", SUBPROTOCOL_PREFIX + minted["token"]]},
+        {"additional_headers": {"Cookie": f"{COOKIE_NAME}={cookie}"}},
+    ):
+        async with connect(url, close_timeout=1.0, **options) as ws:
+            assert "session.created" in str(await ws.recv())
+    with pytest.raises(InvalidStatus):
+        async with connect(url, additional_headers={"Authorization": f"Bearer {WRONG_TOKEN}"}):
+            pass
+    # The handshake that once crashed with the header's value in a logged traceback.
+    protocol = b"Sec-WebSocket-Protocol: realtime, " + (SUBPROTOCOL_PREFIX + GATEWAY_TOKEN).encode() + b"\xff"
+    assert 400 <= await _raw_status(port, _upgrade(f"/openai/v1/realtime?model={MODEL}", protocol)) < 500
+    api_key = b"api-key: " + GATEWAY_TOKEN.encode() + b"\xc3\xa9"
+    assert await _raw_status(port, _upgrade(f"/openai/v1/realtime?model={MODEL}", api_key)) == 401
+
+
+@pytest.mark.slow
+async def test_serve_and_emulate_at_debug_never_write_a_secret(
+    tmp_path: Path, secret_scan: SecretScan
+) -> None:
+    cleared = set(configuration_variables())
+    env = {key: value for key, value in os.environ.items() if key not in cleared}
+    emulate_args = ["emulate", "--port", "0", "--key", UPSTREAM_KEY, "--verbose"]
+    emulate_args += ["--vad", "energy", "--asr", "none", "--tts", "tone"]
+    async with command(tmp_path, env, signal.SIGINT, *emulate_args) as emulate:
+        endpoint = (await emulate.wait_for("stdout", r"AZURE_OPENAI_ENDPOINT=(http://\S+)")).group(1)
+        emulator_port = int(endpoint.rsplit(":", 1)[1])
+        serve_env = env | {
+            "AZURE_OPENAI_ENDPOINT": endpoint,
+            "AZURE_OPENAI_DEPLOYMENT_NAME": MODEL,
+            "AZURE_OPENAI_API_KEY": UPSTREAM_KEY,
+            "REALTALK_GATEWAY_TOKENS": GATEWAY_TOKEN,
+            "REALTALK_GATEWAY_SECRET": GATEWAY_SECRET,
+        }
+        async with command(
+            tmp_path, serve_env, signal.SIGTERM, "serve", "--port", "0", "--log-level", "DEBUG"
+        ) as serve:
+            found = await serve.wait_for("stderr", r"realtalk gateway: (http://127\.0\.0\.1:(\d+))/")
+            await _use_every_credential(found.group(1), int(found.group(2)))
+        # The emulator's own handshake, with a key carrying bytes that are not ASCII.
+        api_key = b"api-key: " + UPSTREAM_KEY.encode() + b"\xff"
+        assert (
+            await _raw_status(emulator_port, _upgrade(f"/openai/v1/realtime?model={MODEL}", api_key)) == 401
+        )
+    # Its stdout is the start-up banner, not a log (issue 13 item 10 is about what it shows).
+    outputs = {
+        "realtalk serve stdout": serve.text("stdout"),
+        "realtalk serve stderr": serve.text("stderr"),
+        "realtalk emulate stderr": emulate.text("stderr"),
+    }
+    leaks = [leak for source, text in outputs.items() for leak in secret_scan.check_text(source, text)]
+    assert not leaks, "\n".join(leak.describe() for leak in leaks)
+    # The scan had something to read: the gateway logged the sessions and the refusals.
+    assert outputs["realtalk serve stderr"].count('"session opened') >= 4, outputs["realtalk serve stderr"]
+    assert outputs["realtalk serve stderr"].count("refused a client") >= 3
