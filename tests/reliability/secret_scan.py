@@ -49,13 +49,15 @@ INLINE_SECRETS: Final = (
     "nope-0123456789",
 )
 
-_TOKENISH: Final = r"[A-Za-z0-9._~+/=-]{8,}"
+# A credential-like value: 8+ token characters, a digit among them (so "Bearer authorization" is
+# prose, and "Bearer abc123..." is not).
+_TOKENISH: Final = r"(?=[A-Za-z._~+/=-]*[0-9])[A-Za-z0-9._~+/=-]{8,}"
 # Credentials by their shape. A value written as a placeholder (``<token>``) is documentation.
 PATTERNS: Final = {
     "signed token": re.compile(r"\brt1\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"),
     "client secret": re.compile(r"\bek_[A-Za-z0-9]{16,}"),
     "bearer value": re.compile(r"(?i)\bbearer\s+(?!<)" + _TOKENISH),
-    "api-key value": re.compile(r"(?i)\bapi[-_]key['\"]?\s*[:=]\s*['\"]?(?!<)" + _TOKENISH),
+    "api-key value": re.compile(r"(?i)api[-_]key['\"]?\s*[:=]\s*['\"]?(?!<)" + _TOKENISH),
     "token subprotocol": re.compile(r"openai-insecure-api-key\.(?!<)[^\s,'\"]+"),
     "session cookie": re.compile(r"realtalk_session=(?!<)[^;\s'\"]+"),
     "key in a URL": re.compile(

@@ -66,6 +66,7 @@ def test_credentials_are_caught_by_their_shape_whatever_their_value() -> None:
         f"token {SIGNED_SHAPE}",
         "upstream said Authorization: Bearer abcdefgh12345678",
         "headers {'api-key': 'a1b2c3d4e5f6a7b8'}",
+        "export AZURE_OPENAI_API_KEY=0a1b2c3d4e5f6a7b",
         "offered openai-insecure-api-key.whatever",
         "Cookie: realtalk_session=abc",
         "GET /openai/v1/realtime?model=m&api-key=abc",
@@ -82,12 +83,13 @@ def test_documentation_and_the_tests_own_client_libraries_are_not_leaks() -> Non
     for text in (
         "send 'Authorization: Bearer <token>', 'api-key: <token>' or 'openai-insecure-api-key.<token>'",
         "API key from AZURE_OPENAI_API_KEY (32 characters), sent in the Authorization: Bearer header",
+        "the Bearer authorization scheme; set AZURE_OPENAI_API_KEY=<your key>",
         "refused a client from 127.0.0.1: the signed token has expired (sent in the api-key header)",
     ):
         scan.handle(_record(text))
     # websockets' client logs the request a test sends at DEBUG: the test's side, not a server's log.
     scan.handle(_record("> api-key: %s", LEAKED, name="websockets.client", level=logging.DEBUG))
-    assert scan.leaks == [] and scan.records_checked == 3
+    assert scan.leaks == [] and scan.records_checked == 4
     scan.handle(_record("> api-key: %s", LEAKED, name="websockets.client", level=logging.WARNING))
     assert len(scan.leaks) == 1
 
