@@ -351,3 +351,25 @@ async def test_the_api_key_header_carries_a_token_on_the_http_routes_too(emulato
             session = await http.post("/api/session", headers={"api-key": minted.json()["token"]})
     assert minted.status_code == 200 and minted.json()["subject"] == "alice"
     assert session.status_code == 200 and session.json()["subject"] == "alice"
+
+
+async def test_any_bytes_in_a_session_or_mint_body_are_a_400_or_a_401(emulator, gateway) -> None:
+    bodies = {
+        b'{"token": "\xff\xfe"}': 400,  # not UTF-8: not JSON
+        b'{"token": "a\\u0000b\\ud800"}': 401,
+        b'{"token": 5}': 401,
+        b'{"token": "rt1.e30.\xc3\xa9"}': 401,
+        b"[1]": 400,
+        b"{" * 100_000: 400,  # nested past the parser's recursion limit
+    }
+    answers = []
+    async with emulator() as emu, gateway(emu, **AUTH) as gw:
+        async with httpx.AsyncClient(base_url=gw.http_base_url) as http:
+            for body, status in bodies.items():
+                for route in ("/api/session", "/api/token"):
+                    response = await http.post(
+                        route, content=body, headers={"content-type": "application/json"}
+                    )
+                    answers.append((route, body[:40], response.status_code, status))
+    for route, body, got, expected in answers:
+        assert got == expected, (route, body, got)
