@@ -98,13 +98,24 @@ class DirectWebSocket:
         subprotocol: str | None = None,
         *,
         fast_reads: Callable[[bytes], bytes] | None = None,
+        write_limit_bytes: int | None = None,
     ) -> None:
         """Complete the upgrade (like ASGI's ``websocket.accept``) and deliver frames to ``sink``.
+
+        ``write_limit_bytes``: the send buffer's high-water mark; above it the sink hears
+        ``client_writable(False)``, below a quarter of it ``client_writable(True)``. The sink decides
+        what to do (the gateway pauses reading that client and closes it if it stays full).
+        When the sink pauses reading from inside a frame callback, the rest of that read is held and
+        delivered on ``resume_reading``: what one read can make the sink write stays bounded.
 
         ``fast_reads``, if given, sees each read from the socket first whenever no partial frame is
         held here (so a read starts at a frame boundary). It may handle frames at the start of the
         read itself (the gateway's compiled path for audio appends), keeping an incomplete one for
         the next read, and returns the rest, which is parsed here as usual."""
+        if write_limit_bytes is not None:
+            self._protocol.transport.set_write_buffer_limits(
+                high=write_limit_bytes, low=write_limit_bytes // 4
+            )
         self._protocol.direct_accept(sink, subprotocol, fast_reads)
 
     def send_text(self, data: bytes) -> None:
@@ -127,7 +138,15 @@ class DirectWebSocket:
         protocol = self._protocol
         if protocol.read_paused and not protocol.disconnected:
             protocol.read_paused = False
-            protocol.transport.resume_reading()
+            protocol.deliver_held()
+            if not protocol.read_paused and not protocol.disconnected:
+                protocol.transport.resume_reading()
+
+    @property
+    def write_buffer_bytes(self) -> int:
+        """Bytes written and not yet taken by the socket (what a slow client costs in memory)."""
+        protocol = self._protocol
+        return 0 if protocol.disconnected else protocol.transport.get_write_buffer_size()
 
     @property
     def closed(self) -> bool:
@@ -141,6 +160,8 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
     _sink_told = False
     _fast_reads: Callable[[bytes], bytes] | None = None
     _reader_idle = True  # no partial frame or message held: a read may go to _fast_reads
+    # Frames of a read that the sink paused in the middle of, delivered when it resumes.
+    _held: list[tuple[int, bytes]] | None = None
 
     offers_direct = True
     # Bytes that arrived after the upgrade request and before the app answered it. A client should
@@ -237,9 +258,29 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
         except FrameError as exc:
             self._fail(exc.code, exc.reason)
             return
+        if self._held is not None:  # a read that arrived as the pause took effect: after the held ones
+            self._held.extend(messages)
+            return
         if fast is not None:
             self._reader_idle = reader.buffered_bytes == 0
-        for opcode, payload in messages:
+        self._deliver(sink, messages)
+
+    def deliver_held(self) -> None:
+        """Deliver the frames held when the sink paused mid-read (from ``resume_reading``)."""
+        held, self._held = self._held, None
+        if held and self._sink is not None and not self.disconnected:
+            self._deliver(self._sink, held)
+        if self._held is None and self._reader is not None:
+            self._reader_idle = self._reader.buffered_bytes == 0
+
+    def _deliver(self, sink: FrameSink, messages: list[tuple[int, bytes]]) -> None:
+        for index, (opcode, payload) in enumerate(messages):
+            if self.read_paused and self._sink_told is False:
+                # The sink paused reading (its client's send buffer is full, or its upstream's):
+                # the rest of this read waits, so one read cannot make it write without bound.
+                self._held = messages[index:]
+                self._reader_idle = False  # the fast path must not see a read before these
+                return
             if opcode == OP_TEXT:
                 if self.close_sent:
                     continue  # the app is past its close: discard, keep reading for the answer

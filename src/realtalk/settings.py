@@ -116,6 +116,15 @@ class Settings(BaseSettings):
     gateway_budget_usd: Decimal = Field(
         default=Decimal("1.00"), ge=0, validation_alias="REALTALK_GATEWAY_BUDGET_USD"
     )
+    gateway_client_buffer_bytes: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        validation_alias="REALTALK_GATEWAY_CLIENT_BUFFER_BYTES",
+    )
+    gateway_client_stall_s: float = Field(
+        default=15.0, gt=0, validation_alias="REALTALK_GATEWAY_CLIENT_STALL_S"
+    )
     gateway_drain_s: float = Field(default=20.0, ge=0, validation_alias="REALTALK_GATEWAY_DRAIN_S")
     gateway_ready_cache_s: float = Field(default=5.0, ge=0, validation_alias="REALTALK_GATEWAY_READY_CACHE_S")
 

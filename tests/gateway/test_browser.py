@@ -432,12 +432,17 @@ async def test_when_the_gateway_ends_the_session_the_page_shows_its_notice_and_t
         await open_ui(page, stack)
         await page.wait_for_function("window.realtalk.status === 'closed'", timeout=10_000)
         status = await page.get_by_role("status").text_content()
-        notice = page.get_by_role("alert").filter(has_text="session duration limit")
+        notice = page.get_by_role("alert").filter(has_text="time limit of 1.5 s")
         await notice.wait_for(timeout=2_000)
         state = await hooks(page)
     # The reason comes from the close frame; a limit is final, so the page does not reconnect.
-    assert state["closeInfo"] == {"code": 1008, "reason": "session duration limit of 1.5 s reached"}
-    assert status == "Closed: session duration limit of 1.5 s reached (code 1008)"
+    assert state["closeInfo"] == {
+        "code": 1008,
+        "reason": "The session reached the gateway's time limit of 1.5 s; connect again.",
+    }
+    assert (
+        status == "Closed: The session reached the gateway's time limit of 1.5 s; connect again. (code 1008)"
+    )
     assert stack.emulator.stats.connections_accepted == 1
 
 

@@ -79,6 +79,8 @@ class GatewayConfig:
                 max_events_per_s=settings.gateway_max_events_per_s,
                 event_burst=settings.gateway_event_burst,
                 budget_usd=settings.gateway_budget_usd,
+                client_buffer_bytes=settings.gateway_client_buffer_bytes,
+                client_stall_s=settings.gateway_client_stall_s,
             ),
             origins=settings.gateway_origins,
             static_tokens=tokens,

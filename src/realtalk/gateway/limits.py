@@ -3,8 +3,8 @@
 * ``Admissions``: concurrent sessions, globally and per user. A refused client is answered with
   HTTP 429 before anything is opened upstream.
 * ``EventRateLimiter``: a token bucket per connection (events per second with a burst).
-* Session duration, idle time, message size and the dollar budget are checked by the relay with
-  the values in ``Limits``.
+* Session duration, idle time, message size, the dollar budget and the client's send buffer are
+  checked by the relay with the values in ``Limits``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ class Limits:
     max_events_per_s: float = 100.0
     event_burst: int = 200
     budget_usd: Decimal = Decimal("1.00")
+    client_buffer_bytes: int = 1024 * 1024
+    client_stall_s: float = 15.0
 
 
 class Admissions:

@@ -86,9 +86,16 @@ _CORE_EVENT_IDS_KEPT: Final = 64
 _LATENCY_WINDOW_CHUNKS: Final = 500
 _HOLD_FRAMES: Final = 8
 _TEXT: Final = WSMsgType.TEXT
-_ASGI_OUTBOX_HIGH: Final = 256
-_ASGI_OUTBOX_LOW: Final = 64
 _ASGI_CLOSE_WAIT_S: Final = 5.0
+
+
+# What a client is told when a limit ends its session: the `error` event's message, the UI's notice
+# and the close reason (whole sentences; RFC 6455 caps a close reason at 123 bytes).
+LIMIT_SENTENCES: Final = {
+    "session_duration": "The session reached the gateway's time limit of {limit:g} s; connect again.",
+    "idle_timeout": "The client sent nothing for {limit:g} s, so the gateway closed the idle session.",
+    "client_not_reading": "The client did not read what the gateway sent for {limit:g} s, so it was closed.",
+}
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,7 @@ class GatewaySession(FrameSink):
         self._configured = False
         self._held: list[tuple[bytes, float]] = []
         self._client_paused: set[str] = set()
+        self._stall_timer: asyncio.TimerHandle | None = None
         self._end_requested = asyncio.Event()
         self._ending: Ending | None = None
         self._draining = False
@@ -194,10 +202,12 @@ class GatewaySession(FrameSink):
                     max_bytes=self._max_bytes,
                 )
                 fast_reads = self._fast.client_read
-            direct.accept(self, subprotocol, fast_reads=fast_reads)
+            direct.accept(
+                self, subprotocol, fast_reads=fast_reads, write_limit_bytes=self._limits.client_buffer_bytes
+            )
             self._client = direct
         else:
-            self._asgi = _AsgiChannel(self._ws, self)
+            self._asgi = _AsgiChannel(self._ws, self, self._limits.client_buffer_bytes)
             await self._asgi.accept(subprotocol)
             self._client = self._asgi
         metrics.sessions.inc()
@@ -255,6 +265,9 @@ class GatewaySession(FrameSink):
         self._end(Ending("error", 1011, "gateway error", 1011, "gateway error"))
 
     async def _close(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
         ending = self._ending or Ending("error", 1011, "the gateway ended the session")
         self._svc.metrics.session_ends.labels(ending.outcome).inc()
         client = self._client
@@ -291,14 +304,17 @@ class GatewaySession(FrameSink):
         while self._ending is None:
             now = perf_counter()
             duration_at = self._started_s + limits.max_session_s
-            idle_at = self.last_client_s + limits.idle_timeout_s
+            # While the gateway holds the client's reading paused (its upstream or its own send
+            # buffer is full, or the session is not configured yet), silence is ours, not the
+            # client's: the idle clock restarts when reading resumes (``_resume_client``), and is
+            # looked at again within a second.
+            paused = bool(self._client_paused)
+            idle_at = now + 1.0 if paused else self.last_client_s + limits.idle_timeout_s
             if now >= duration_at:
-                text = f"session duration limit of {limits.max_session_s:g} s reached"
-                self._end(self._limit_ending("session_duration", text))
+                self._end(self._limit_ending("session_duration", limits.max_session_s))
                 return
             if now >= idle_at:
-                text = f"no client event for {limits.idle_timeout_s:g} s (idle limit)"
-                self._end(self._limit_ending("idle_timeout", text))
+                self._end(self._limit_ending("idle_timeout", limits.idle_timeout_s))
                 return
             deadline = min(duration_at, idle_at)
             if not self._configured:
@@ -318,15 +334,18 @@ class GatewaySession(FrameSink):
                 async with asyncio.timeout(deadline - now):
                     await self._end_requested.wait()
 
-    def _limit_ending(self, code: str, text: str) -> Ending:
+    def _limit_ending(self, code: str, limit: float) -> Ending:
+        """A limit was hit: the client gets an ``error`` event, the notice (UI) and close 1008, each
+        with the sentence ``LIMIT_SENTENCES`` has for it."""
+        text = LIMIT_SENTENCES[code].format(limit=limit)
         return Ending(
             code,
             1008,
             text,
             1000,
             text,
-            error=Refusal(code, f"The {text}; the session ends."),
-            notice=("warning", code, f"The {text}."),
+            error=Refusal(code, text),
+            notice=("warning", code, text),
         )
 
     # -- shutdown -----------------------------------------------------------------------------------
@@ -403,14 +422,34 @@ class GatewaySession(FrameSink):
         self._end(Ending("client_closed", None, "", 1000, "client disconnected"))
 
     def client_writable(self, writable: bool) -> None:
+        """The client's send buffer crossed its high-water mark (``False``) or drained (``True``).
+
+        Full: nothing more is read from either side (an upstream event or an answered client event
+        would only add to it), and a timer starts: a client that stays full for
+        ``client_stall_s`` is not reading, and is closed (1008). So what a session holds for its
+        client is bounded by ``client_buffer_bytes`` plus what one read can add."""
         upstream = self._upstream
-        if upstream is None or upstream.is_disconnected:
-            return
-        socket = upstream.underlying_transport
+        socket = None if upstream is None or upstream.is_disconnected else upstream.underlying_transport
         if writable:
-            socket.resume_reading()
+            if self._stall_timer is not None:
+                self._stall_timer.cancel()
+                self._stall_timer = None
+            self._resume_client("client_buffer")
+            if socket is not None:
+                socket.resume_reading()
         else:
-            socket.pause_reading()
+            self._pause_client("client_buffer")
+            if socket is not None:
+                socket.pause_reading()
+            if self._stall_timer is None and self._ending is None:
+                self._stall_timer = asyncio.get_running_loop().call_later(
+                    self._limits.client_stall_s, self._client_stalled
+                )
+
+    def _client_stalled(self) -> None:
+        self._stall_timer = None
+        self._svc.metrics.refused("client_not_reading")
+        self._end(self._limit_ending("client_not_reading", self._limits.client_stall_s))
 
     def _pause_client(self, why: str) -> None:
         if not self._client_paused and self._client is not None:
@@ -421,8 +460,10 @@ class GatewaySession(FrameSink):
         paused = self._client_paused
         if why in paused:
             paused.discard(why)
-            if not paused and self._client is not None:
-                self._client.resume_reading()
+            if not paused:
+                self.last_client_s = max(self.last_client_s, perf_counter())  # see _supervise
+                if self._client is not None:
+                    self._client.resume_reading()
 
     def _client_frame(self, data: bytes, received_s: float) -> None:
         audio_bytes = append_audio_bytes(data)
@@ -760,10 +801,15 @@ class _AsgiChannel:
     """The client's side through plain ASGI messages (an ASGI server other than realtalk's): a
     reader task feeds the session's callbacks, a writer task sends what it queues."""
 
-    def __init__(self, websocket: WebSocket, sink: FrameSink) -> None:
+    def __init__(self, websocket: WebSocket, sink: FrameSink, limit_bytes: int) -> None:
         self._ws = websocket
         self._sink = sink
+        # Bounded in bytes like the direct path's send buffer: above ``limit_bytes`` queued the sink
+        # hears client_writable(False) (and stops producing), below a quarter of it True again.
         self._outbox: asyncio.Queue[bytes | tuple[int, str]] = asyncio.Queue()
+        self._queued_bytes = 0
+        self._high_bytes = limit_bytes
+        self._low_bytes = limit_bytes // 4
         self._readable = asyncio.Event()
         self._readable.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -784,9 +830,14 @@ class _AsgiChannel:
         if self._closing:
             return
         self._outbox.put_nowait(data)
-        if self._writable and self._outbox.qsize() >= _ASGI_OUTBOX_HIGH:
+        self._queued_bytes += len(data)
+        if self._writable and self._queued_bytes >= self._high_bytes:
             self._writable = False
             self._sink.client_writable(False)
+
+    @property
+    def write_buffer_bytes(self) -> int:
+        return self._queued_bytes
 
     def close(self, code: int, reason: str) -> None:
         if not self._closing:
@@ -831,7 +882,8 @@ class _AsgiChannel:
                     await self._ws.close(item[0], item[1])
                     return
                 await self._ws.send({"type": "websocket.send", "text": item.decode()})
-                if not self._writable and self._outbox.qsize() <= _ASGI_OUTBOX_LOW:
+                self._queued_bytes -= len(item)
+                if not self._writable and self._queued_bytes <= self._low_bytes:
                     self._writable = True
                     self._sink.client_writable(True)
         except (WebSocketDisconnect, RuntimeError, OSError):
