@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
@@ -40,6 +41,7 @@ from typing import Any, Final, Protocol, Self
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from realtalk.http_deadline import DEFAULT_HEAD_TIMEOUT_S, HeadDeadlineProtocol
 from realtalk.websocket_frames import (
     OP_BINARY,
     OP_CLOSE,
@@ -143,12 +145,6 @@ class DirectWebSocket:
                 protocol.transport.resume_reading()
 
     @property
-    def write_buffer_bytes(self) -> int:
-        """Bytes written and not yet taken by the socket (what a slow client costs in memory)."""
-        protocol = self._protocol
-        return 0 if protocol.disconnected else protocol.transport.get_write_buffer_size()
-
-    @property
     def closed(self) -> bool:
         """Whether nothing more can be sent (closing, closed, or lost)."""
         return self._protocol.close_sent or self._protocol.disconnected
@@ -230,10 +226,15 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.write(encode_frame(OP_CLOSE, close_payload(code, reason)))
         self.close_sent = True
         self._sink_told = True  # the app closed: it needs no callback about it
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+        # Reading resumes to find the peer's answer. Frames held from a paused read go first (text
+        # is discarded now, a close is the answer); were they left held, every read until the close
+        # timeout would be added to them (a flooding client grew the gateway by ~27 MiB a read).
+        self.deliver_held()
         if self.read_paused:
             self.read_paused = False
-            self.transport.resume_reading()
-        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+            if not self.disconnected:
+                self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         sink = self._sink
@@ -275,7 +276,7 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _deliver(self, sink: FrameSink, messages: list[tuple[int, bytes]]) -> None:
         for index, (opcode, payload) in enumerate(messages):
-            if self.read_paused and self._sink_told is False:
+            if self.read_paused and not self._sink_told:
                 # The sink paused reading (its client's send buffer is full, or its upstream's):
                 # the rest of this read waits, so one read cannot make it write without bound.
                 self._held = messages[index:]
@@ -498,6 +499,7 @@ class EmbeddedApp:
         *,
         backlog: int = 128,
         before_shutdown: Callable[[], Awaitable[None]] | None = None,
+        head_timeout_s: float = DEFAULT_HEAD_TIMEOUT_S,
         **uvicorn_options: Any,
     ) -> None:
         if self._task is not None:
@@ -512,6 +514,8 @@ class EmbeddedApp:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             app,
+            # h11 with a deadline for each request's head (a slowloris client is closed, 408).
+            http=functools.partial(HeadDeadlineProtocol, head_timeout_s=head_timeout_s),  # type: ignore[arg-type]  # called like the class
             ws=_WebSocketProtocol if self.direct_websockets else _AsgiOnlyWebSocketProtocol,
             # Audio is base64 PCM: deflate costs CPU and latency on every frame for little gain,
             # and SDK clients offer it by default (websockets' compression="deflate").

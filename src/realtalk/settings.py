@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     gateway_client_stall_s: float = Field(
         default=15.0, gt=0, validation_alias="REALTALK_GATEWAY_CLIENT_STALL_S"
     )
+    gateway_upstream_stall_s: float = Field(
+        default=15.0, gt=0, validation_alias="REALTALK_GATEWAY_UPSTREAM_STALL_S"
+    )
+    gateway_head_timeout_s: float = Field(
+        default=10.0, gt=0, validation_alias="REALTALK_GATEWAY_HEAD_TIMEOUT_S"
+    )
     gateway_drain_s: float = Field(default=20.0, ge=0, validation_alias="REALTALK_GATEWAY_DRAIN_S")
     gateway_ready_cache_s: float = Field(default=5.0, ge=0, validation_alias="REALTALK_GATEWAY_READY_CACHE_S")
 

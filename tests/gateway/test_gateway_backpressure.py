@@ -1,4 +1,5 @@
-"""Backpressure: a client that does not read is bounded and then closed; one we stop reading is not idle.
+"""Backpressure: a client that does not read is bounded and then closed; one we stop reading is not
+idle, and an upstream that does not read ends the session.
 
 Each runs three ways (direct, compiled path off, plain ASGI: see conftest.py).
 """
@@ -14,7 +15,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
 import websockets
 from websockets.asyncio.server import ServerConnection
 
@@ -63,9 +63,8 @@ async def _read_to_close(reader: asyncio.StreamReader) -> tuple[int, str]:
                 return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
 
 
-@pytest.mark.xfail(strict=False, reason="issue 13 defect 1: the bound holds on some paths, not yet all three")
 async def test_a_client_that_sends_and_never_reads_is_bounded_then_closed_as_not_reading(
-    emulator, gateway
+    emulator, gateway, caplog
 ) -> None:
     limits = {
         "gateway_client_buffer_bytes": BUFFER_BYTES,
@@ -95,9 +94,15 @@ async def test_a_client_that_sends_and_never_reads_is_bounded_then_closed_as_not
         code, reason = await _read_to_close(reader)
         writer.close()
     # Without the bound, 8 MiB of `{}` grew the gateway by ~200 MiB.
-    assert grown_kib < 32 * 1024, f"the gateway grew by {grown_kib} KiB for a client that does not read"
+    assert grown_kib < 16 * 1024, f"the gateway grew by {grown_kib} KiB for a client that does not read"
     assert code == 1008
     assert reason == "The client did not read what the gateway sent for 1 s, so it was closed."
+    # Thousands of refused events, but the log is not flooded: the first few, then a count.
+    refusals = [r for r in caplog.records if r.getMessage().startswith("refused a client event")]
+    assert len(refusals) == 5, len(refusals)
+    (ended,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("session ended")]
+    counted = int(ended.rsplit("; ", 1)[1].split(" x ")[0])
+    assert counted > 1000, ended
 
 
 @asynccontextmanager
@@ -108,33 +113,49 @@ async def an_upstream_that_stops_reading() -> AsyncIterator[str]:
         await ws.send(
             json.dumps({"type": "session.created", "event_id": "e1", "session": {"type": "realtime"}})
         )
-        await asyncio.sleep(3600)
+        await ws.wait_closed()  # never recv(): with max_queue=1 its reading pauses at once
 
-    async with websockets.serve(handler, "127.0.0.1", 0, max_queue=1, max_size=None) as server:
+    async with websockets.serve(
+        handler, "127.0.0.1", 0, max_queue=1, max_size=None, close_timeout=0.5
+    ) as server:
         port = server.sockets[0].getsockname()[1]
         yield f"http://127.0.0.1:{port}"
 
 
-async def test_a_client_we_stop_reading_for_upstream_backpressure_is_not_closed_as_idle(
+async def test_a_stalled_upstream_pauses_the_client_without_idling_it_then_ends_the_session(
     gateway, client
 ) -> None:
+    upstream_stall_s = 5.0
     async with (
         an_upstream_that_stops_reading() as url,
-        gateway(None, azure_openai_endpoint=url, azure_openai_api_key="k", gateway_idle_timeout_s=1.0) as gw,
+        gateway(
+            None,
+            azure_openai_endpoint=url,
+            azure_openai_api_key="k",
+            gateway_idle_timeout_s=1.0,
+            gateway_upstream_stall_s=upstream_stall_s,
+        ) as gw,
         client(gw) as c,
     ):
         await c.until("session.created")
         chunk = {"type": "input_audio_buffer.append", "audio": b64(bytes(48_000))}
         loop = asyncio.get_running_loop()
-        until = loop.time() + 3.0  # three idle limits of sending into a stalled upstream
+        started = loop.time()
+        until = started + 3.0  # three idle limits of sending into a stalled upstream
         sending = asyncio.create_task(_send_until(c, chunk, until))
-        closed = asyncio.create_task(c.closed(timeout_s=3.5))
+        closed = asyncio.create_task(c.closed(timeout_s=upstream_stall_s + 10))
         done, _ = await asyncio.wait({closed}, timeout=3.0)
+        # The gateway held the client's reading paused (its upstream took nothing): that is not idleness.
+        assert not done, f"closed while the client was sending: {c.ws.protocol.close_rcvd}"
+        # An upstream that never reads again ends the session (else it, and the client's slot, are
+        # held for ever: the gateway cannot see a paused client leave).
+        code, reason = await closed
+        ended_after = loop.time() - started
         sending.cancel()
-        closed.cancel()
-        await asyncio.gather(sending, closed, return_exceptions=True)
-    # The gateway held the client's reading paused (its upstream took nothing): that is not idleness.
-    assert not done, f"closed while the client was sending: {c.ws.protocol.close_rcvd}"
+        await asyncio.gather(sending, return_exceptions=True)
+    assert code == 1011
+    assert reason == "The Realtime service did not read what the gateway sent for 5 s; connect again."
+    assert ended_after < upstream_stall_s + 5, ended_after
 
 
 async def _send_until(c, chunk: dict[str, object], until: float) -> None:

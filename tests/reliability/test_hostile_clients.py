@@ -167,15 +167,46 @@ async def test_a_client_that_goes_silent_mid_frame_is_closed_by_the_idle_timeout
     assert "idle" in reason.lower() or "no client event" in reason.lower()
 
 
-@pytest.mark.xfail(strict=False, reason="issue 13: uvicorn has no request-head timeout yet (slowloris)")
-async def test_a_connection_that_never_finishes_its_request_is_closed(stack: Any) -> None:
-    async with stack() as (_emu, gw):
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"",  # connects and says nothing
+        b"GET /openai/v1/realtime HTTP/1.1\r\nHost: 127.0.0.1\r\n",  # no blank line, ever
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /healthz HTTP/1.1\r\n",  # then a half one
+    ],
+    ids=["nothing", "half-head", "keep-alive-then-half-head"],
+)
+async def test_a_connection_that_never_finishes_its_request_head_gets_408_and_is_closed(
+    stack: Any, sent: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with stack(gateway={"gateway_head_timeout_s": 1.0}) as (_emu, gw):
+        loop = asyncio.get_running_loop()
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
-        writer.write(b"GET /openai/v1/realtime HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line, ever
-        async with asyncio.timeout(30):
-            rest = await reader.read()  # the server closes (with or without an answer)
+        started = loop.time()
+        writer.write(sent)
+        async with asyncio.timeout(10):
+            answer = await reader.read()  # to the server's close
+        waited = loop.time() - started
         writer.close()
-    assert rest == b"" or rest.startswith(b"HTTP/1.1 4")
+    if sent.startswith(b"GET /healthz"):
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+        answer = answer[answer.index(b"HTTP/1.1 408") :] if b"HTTP/1.1 408" in answer else b""
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer[:80]
+    assert answer.endswith(b"send the whole request at once.\n")
+    assert 0.9 <= waited < 5, waited
+    assert any("request head took over 1 s" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_request_head_sent_slowly_but_in_time_is_served(stack: Any) -> None:
+    async with stack(gateway={"gateway_head_timeout_s": 2.0}) as (_emu, gw):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        for piece in (b"GET /healthz HTTP/1.1\r\n", b"Host: 127.0.0.1\r\n", b"Connection: close\r\n\r\n"):
+            writer.write(piece)
+            await asyncio.sleep(0.4)
+        async with asyncio.timeout(10):
+            answer = await reader.read()
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
 
 
 async def test_a_slow_reader_gets_every_event_of_a_reply_in_order(stack: Any, no_leaks: None) -> None:

@@ -81,6 +81,8 @@ class GatewayConfig:
                 budget_usd=settings.gateway_budget_usd,
                 client_buffer_bytes=settings.gateway_client_buffer_bytes,
                 client_stall_s=settings.gateway_client_stall_s,
+                upstream_stall_s=settings.gateway_upstream_stall_s,
+                head_timeout_s=settings.gateway_head_timeout_s,
             ),
             origins=settings.gateway_origins,
             static_tokens=tokens,

@@ -29,6 +29,8 @@ class Limits:
     budget_usd: Decimal = Decimal("1.00")
     client_buffer_bytes: int = 1024 * 1024
     client_stall_s: float = 15.0
+    upstream_stall_s: float = 15.0
+    head_timeout_s: float = 10.0
 
 
 class Admissions:

@@ -85,6 +85,9 @@ _MAX_REASON_BYTES: Final = 123
 _CORE_EVENT_IDS_KEPT: Final = 64
 _LATENCY_WINDOW_CHUNKS: Final = 500
 _HOLD_FRAMES: Final = 8
+# Of each kind of refusal or dropped upstream frame, a session logs the first few; the rest are
+# counted (metrics, and the "session ended" line), so a client sending junk cannot flood the log.
+_LOGGED_PER_KIND: Final = 5
 _TEXT: Final = WSMsgType.TEXT
 _ASGI_CLOSE_WAIT_S: Final = 5.0
 
@@ -95,6 +98,9 @@ LIMIT_SENTENCES: Final = {
     "session_duration": "The session reached the gateway's time limit of {limit:g} s; connect again.",
     "idle_timeout": "The client sent nothing for {limit:g} s, so the gateway closed the idle session.",
     "client_not_reading": "The client did not read what the gateway sent for {limit:g} s, so it was closed.",
+    "upstream_not_reading": (
+        "The Realtime service did not read what the gateway sent for {limit:g} s; connect again."
+    ),
 }
 
 
@@ -172,6 +178,8 @@ class GatewaySession(FrameSink):
         self._held: list[tuple[bytes, float]] = []
         self._client_paused: set[str] = set()
         self._stall_timer: asyncio.TimerHandle | None = None
+        self._upstream_stall_timer: asyncio.TimerHandle | None = None
+        self._log_counts: dict[str, int] = {}
         self._end_requested = asyncio.Event()
         self._ending: Ending | None = None
         self._draining = False
@@ -265,9 +273,10 @@ class GatewaySession(FrameSink):
         self._end(Ending("error", 1011, "gateway error", 1011, "gateway error"))
 
     async def _close(self) -> None:
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
+        for timer in (self._stall_timer, self._upstream_stall_timer):
+            if timer is not None:
+                timer.cancel()
+        self._stall_timer = self._upstream_stall_timer = None
         ending = self._ending or Ending("error", 1011, "the gateway ended the session")
         self._svc.metrics.session_ends.labels(ending.outcome).inc()
         client = self._client
@@ -287,15 +296,26 @@ class GatewaySession(FrameSink):
                 upstream.disconnect()
         if self._asgi is not None:
             await self._asgi.finish()
+        counted = {kind: n for kind, n in self._log_counts.items() if n > _LOGGED_PER_KIND}
         self.log.info(
-            "session ended: %s (client %s %r, upstream %s %r, cost $%s)",
+            "session ended: %s (client %s %r, upstream %s %r, cost $%s)%s",
             ending.outcome,
             ending.client_code,
             ending.client_reason,
             ending.upstream_code,
             ending.upstream_reason,
             extension.usd(self._core.costs.total_usd),
+            "".join(f"; {n} x {kind}" for kind, n in sorted(counted.items())),
         )
+
+    def _log_some(self, level: int, kind: str, msg: str, *args: object) -> None:
+        """Log ``msg`` the first ``_LOGGED_PER_KIND`` times ``kind`` happens here; count the rest."""
+        n = self._log_counts.get(kind, 0) + 1
+        self._log_counts[kind] = n
+        if n < _LOGGED_PER_KIND:
+            self.log.log(level, msg, *args)
+        elif n == _LOGGED_PER_KIND:
+            self.log.log(level, msg + " (more of these are counted, not logged)", *args)
 
     async def _supervise(self) -> None:
         """Wait for the end: a side closing, a limit in time, the budget, a shutdown."""
@@ -540,17 +560,15 @@ class GatewaySession(FrameSink):
         if report.flushed:
             self._core.playback_flushed(report.item_id, report.played_samples)
             return
+        # An item the core does not hold (a previous connection's) is the core's to drop and count.
         item = self._core.conversation.item(report.item_id)
-        if item is None:
-            self._core.audio_played(report.item_id, 0, received_s)  # dropped and counted by the core
-            return
-        increment = report.played_samples - item.audio_played_samples
+        increment = report.played_samples - (item.audio_played_samples if item is not None else 0)
         if increment > 0:
             self._core.audio_played(report.item_id, increment, received_s)
 
     def _refuse(self, refusal: Refusal, event_id: str | None) -> None:
         self._svc.metrics.refused(refusal.code)
-        self.log.info("refused a client event: %s", refusal.code)
+        self._log_some(logging.INFO, "refused " + refusal.code, "refused a client event: %s", refusal.code)
         self._send_client(error_event(refusal, event_id))
 
     def _send_client(self, text: str) -> None:
@@ -596,10 +614,39 @@ class GatewaySession(FrameSink):
         self._end(self._upstream_ending())
 
     def upstream_writable(self, writable: bool) -> None:
+        """The upstream's send buffer crossed its high-water mark (``False``) or drained (``True``).
+
+        Full: the client's reading pauses (what it sends would only add to it), and a timer starts:
+        an upstream that stays full for ``upstream_stall_s`` is not reading, and the session ends
+        (client 1011). While reading is paused the gateway cannot see the client leave, so
+        without this a stalled upstream would hold the session, and the client's slot, for ever."""
         if writable:
+            if self._upstream_stall_timer is not None:
+                self._upstream_stall_timer.cancel()
+                self._upstream_stall_timer = None
             self._resume_client("upstream")
         else:
             self._pause_client("upstream")
+            if self._upstream_stall_timer is None and self._ending is None:
+                self._upstream_stall_timer = asyncio.get_running_loop().call_later(
+                    self._limits.upstream_stall_s, self._upstream_stalled
+                )
+
+    def _upstream_stalled(self) -> None:
+        self._upstream_stall_timer = None
+        text = LIMIT_SENTENCES["upstream_not_reading"].format(limit=self._limits.upstream_stall_s)
+        self.log.warning("upstream not reading for %g s: session ended", self._limits.upstream_stall_s)
+        self._end(
+            Ending(
+                "upstream_not_reading",
+                1011,
+                text,
+                1001,
+                "the gateway stopped waiting for the service to read",
+                error=Refusal("upstream_not_reading", text),
+                notice=("error", "upstream_not_reading", text),
+            )
+        )
 
     def _upstream_ending(self) -> Ending:
         code, reason = self._upstream_close or (1006, "")
@@ -615,10 +662,14 @@ class GatewaySession(FrameSink):
         try:
             event = json.loads(data)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            self.log.warning("upstream sent a frame that is not UTF-8 JSON; dropped")
+            self._log_some(
+                logging.WARNING, "upstream not JSON", "upstream sent a frame that is not UTF-8 JSON; dropped"
+            )
             return
         if not isinstance(event, dict):
-            self.log.warning("upstream sent JSON that is not an object; dropped")
+            self._log_some(
+                logging.WARNING, "upstream not an object", "upstream sent JSON that is not an object; dropped"
+            )
             return
         event_type = event.get("type")
         outgoing: bytes | None = data
@@ -711,7 +762,9 @@ class GatewaySession(FrameSink):
                         )
                     )
             case ProtocolViolation():
-                self.log.warning("upstream protocol violation: %s", event.error)
+                self._log_some(
+                    logging.WARNING, "upstream violation", "upstream protocol violation: %s", event.error
+                )
             case _:
                 pass
 
@@ -834,10 +887,6 @@ class _AsgiChannel:
         if self._writable and self._queued_bytes >= self._high_bytes:
             self._writable = False
             self._sink.client_writable(False)
-
-    @property
-    def write_buffer_bytes(self) -> int:
-        return self._queued_bytes
 
     def close(self, code: int, reason: str) -> None:
         if not self._closing:

@@ -53,6 +53,7 @@ class Gateway(EmbeddedApp):
             ws_ping_timeout=20.0,
             proxy_headers=True,
             timeout_graceful_shutdown=5,
+            head_timeout_s=config.limits.head_timeout_s,
         )
         if self._freeze_gc:
             gc.freeze()
