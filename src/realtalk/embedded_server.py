@@ -434,10 +434,12 @@ class _Server(uvicorn.Server):
                     await self.stop_requested.wait()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._before_shutdown is not None:
+            # Still listening while the app drains: a client that connects now gets the app's
+            # answer (the gateway's 503 with Retry-After, /readyz 503), not a refused connection.
+            await self._before_shutdown()
         for server in self.servers:
             server.close()  # stop accepting
-        if self._before_shutdown is not None:
-            await self._before_shutdown()
         for connection in list(self.server_state.connections):
             connection.shutdown()  # WebSockets get a close frame (1012), as from a restarting service
         try:

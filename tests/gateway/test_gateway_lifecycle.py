@@ -6,11 +6,13 @@ import asyncio
 import gc
 import socket
 
+import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
 from realtalk.emulator import Faults, parse_scenario
 from realtalk.gateway import Gateway, create_app
+from realtalk.gateway.relay import SHUTDOWN_SENTENCE
 
 from .conftest import b64, gateway_settings, text_turn
 
@@ -80,7 +82,7 @@ async def test_shutdown_tells_clients_lets_the_reply_finish_then_closes_with_100
             done = await c.until("response.done")
             assert done["response"]["status"] == "completed"
             code, reason = await c.closed()
-            assert (code, reason) == (1001, "server shutting down")
+            assert (code, reason) == (1001, SHUTDOWN_SENTENCE)
             await stopping
         assert [e.get("event_id") for e in emu.stats.events_received("response.create")] == [None]
         assert emu.stats.events_received("input_audio_buffer.append") == []
@@ -97,8 +99,39 @@ async def test_shutdown_does_not_wait_longer_than_its_bound(emulator, gateway, c
             await c.until("response.output_audio.delta")
             stopping = asyncio.create_task(gw.stop())
             code, reason = await c.closed()
-            assert (code, reason) == (1001, "server shutting down")
+            assert (code, reason) == (1001, SHUTDOWN_SENTENCE)
             assert "response.done" not in c.types()
+            await stopping
+
+
+async def test_while_draining_it_still_answers_503_with_retry_after_and_warns_every_client_before_1001(
+    emulator, gateway, client
+) -> None:
+    scenario = parse_scenario({"turns": [{"say": LONG_REPLY}]})
+    async with emulator(pace=10.0, scenario=scenario) as emu, gateway(emu, gateway_drain_s=10) as gw:
+        async with client(gw) as c:  # an SDK-like client: no realtalk.* events
+            for event in text_turn("talk to me"):
+                await c.send(event)
+            await c.until("response.output_audio.delta")
+            stopping = asyncio.create_task(gw.stop())
+            await asyncio.sleep(0.2)  # the drain has begun; the reply is still playing
+            # A new client is refused with a status that says when to come back, not ECONNREFUSED.
+            with pytest.raises(InvalidStatus) as refused:
+                async with client(gw):
+                    pass
+            assert refused.value.response.status_code == 503
+            assert refused.value.response.headers["Retry-After"] == "5"
+            async with httpx.AsyncClient(base_url=gw.http_base_url) as http:
+                ready = await http.get("/readyz")
+            assert ready.status_code == 503
+            # The reply finishes; then every client is told why in an `error` event before the close.
+            done = await c.until("response.done")
+            assert done["response"]["status"] == "completed"
+            error = await c.error()
+            assert error["code"] == "server_shutting_down"
+            assert error["message"] == "The gateway is restarting; connect again in a few seconds."
+            code, reason = await c.closed()
+            assert (code, reason) == (1001, "The gateway is restarting; connect again in a few seconds.")
             await stopping
 
 

@@ -7,13 +7,8 @@ The in-process servers of the rest of the suite are covered by the log scan itse
 
 from __future__ import annotations
 
-import asyncio
 import os
-import re
 import signal
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -25,84 +20,14 @@ from websockets.exceptions import InvalidStatus
 from realtalk.gateway.auth import COOKIE_NAME, SUBPROTOCOL_PREFIX
 from realtalk.testing import configuration_variables
 
+from .commands import command, raw_status
 from .secret_scan import SecretScan
 from .support import MODEL
 
-APP = "from realtalk.cli.app import main; main()"
 UPSTREAM_KEY = "commands-upstream-key-0123456789"
 GATEWAY_TOKEN = "commands-gateway-token-0123456789"
 GATEWAY_SECRET = "commands-gateway-secret-0123456789abcdef"
 WRONG_TOKEN = "commands-wrong-token-0123456789"
-START_TIMEOUT_S = 60.0
-
-
-class Child:
-    """A command run as a child process; every line it writes is kept, per stream."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        self._readers = [
-            asyncio.create_task(self._read(name, stream))
-            for name, stream in (("stdout", process.stdout), ("stderr", process.stderr))
-        ]
-
-    async def _read(self, name: str, stream: asyncio.StreamReader | None) -> None:
-        assert stream is not None
-        while line := await stream.readline():
-            self.lines[name].append(line.decode("utf-8", "replace"))
-
-    async def wait_for(self, stream: str, pattern: str) -> re.Match[str]:
-        async with asyncio.timeout(START_TIMEOUT_S):
-            while True:
-                for line in self.lines[stream]:
-                    if found := re.search(pattern, line):
-                        return found
-                if self.process.returncode is not None:
-                    raise AssertionError(f"the command ended ({self.process.returncode}): {self.lines}")
-                await asyncio.sleep(0.05)
-
-    async def stop(self, how: signal.Signals) -> None:
-        if self.process.returncode is None:
-            self.process.send_signal(how)
-        try:
-            async with asyncio.timeout(20):
-                await self.process.wait()
-        finally:
-            if self.process.returncode is None:
-                self.process.kill()
-                await self.process.wait()
-            await asyncio.gather(*self._readers)
-
-    def text(self, stream: str) -> str:
-        return "".join(self.lines[stream])
-
-
-@asynccontextmanager
-async def command(
-    tmp_path: Path, env: dict[str, str], stop: signal.Signals, *args: str
-) -> AsyncIterator[Child]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", APP, *args,
-        env=env, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    child = Child(process)
-    try:
-        yield child
-    finally:
-        await child.stop(stop)
-
-
-async def _raw_status(port: int, request: bytes) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request)
-        async with asyncio.timeout(10):
-            head = await reader.readuntil(b"\r\n\r\n")
-    finally:
-        writer.close()
-    return int(head.split()[1])
 
 
 def _upgrade(path: str, header: bytes) -> bytes:
@@ -150,9 +75,9 @@ async def _use_every_credential(http_base_url: str, port: int) -> None:
             pass
     # The handshake that once crashed with the header's value in a logged traceback.
     protocol = b"Sec-WebSocket-Protocol: realtime, " + (SUBPROTOCOL_PREFIX + GATEWAY_TOKEN).encode() + b"\xff"
-    assert 400 <= await _raw_status(port, _upgrade(f"/openai/v1/realtime?model={MODEL}", protocol)) < 500
+    assert 400 <= await raw_status(port, _upgrade(f"/openai/v1/realtime?model={MODEL}", protocol)) < 500
     api_key = b"api-key: " + GATEWAY_TOKEN.encode() + b"\xc3\xa9"
-    assert await _raw_status(port, _upgrade(f"/openai/v1/realtime?model={MODEL}", api_key)) == 401
+    assert await raw_status(port, _upgrade(f"/openai/v1/realtime?model={MODEL}", api_key)) == 401
 
 
 @pytest.mark.slow
@@ -180,9 +105,7 @@ async def test_serve_and_emulate_at_debug_never_write_a_secret(
             await _use_every_credential(found.group(1), int(found.group(2)))
         # The emulator's own handshake, with a key carrying bytes that are not ASCII.
         api_key = b"api-key: " + UPSTREAM_KEY.encode() + b"\xff"
-        assert (
-            await _raw_status(emulator_port, _upgrade(f"/openai/v1/realtime?model={MODEL}", api_key)) == 401
-        )
+        assert await raw_status(emulator_port, _upgrade(f"/openai/v1/realtime?model={MODEL}", api_key)) == 401
     # Its stdout is the start-up banner, not a log (issue 13 item 10 is about what it shows).
     outputs = {
         "realtalk serve stdout": serve.text("stdout"),

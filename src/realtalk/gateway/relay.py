@@ -72,7 +72,7 @@ try:
 except ImportError:  # not built (no C compiler or Cython at install): the same frames take the Python path
     FastPath = None  # type: ignore[assignment,misc]  # the name is checked for None before use
 
-__all__ = ["COMPILED_FAST_PATH", "Ending", "GatewaySession", "SessionServices"]
+__all__ = ["COMPILED_FAST_PATH", "SHUTDOWN_SENTENCE", "Ending", "GatewaySession", "SessionServices"]
 
 # Whether the compiled per-frame path (fastpath.pyx) was built; `realtalk serve` logs it.
 COMPILED_FAST_PATH: Final = FastPath is not None
@@ -102,6 +102,9 @@ LIMIT_SENTENCES: Final = {
         "The Realtime service did not read what the gateway sent for {limit:g} s; connect again."
     ),
 }
+
+# What every client is told (an `error` event, then the close reason) when a drain ends its session.
+SHUTDOWN_SENTENCE: Final = "The gateway is restarting; connect again in a few seconds."
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 uvicorn serves the app on a socket bound here (port 0 picks a free one). Its shutdown is replaced
 so that SIGTERM is graceful for live calls (issue 5, item 6): stop accepting, tell connected
 clients, let in-flight responses finish up to ``REALTALK_GATEWAY_DRAIN_S``, close every session
-with 1001 "server shutting down", then stop.
+with 1001 and why (an `error` event first), then stop. It keeps listening while it drains, so a new
+client gets a 503 with Retry-After and `/readyz` a 503, not a refused connection.
 """
 
 from __future__ import annotations

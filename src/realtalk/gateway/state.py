@@ -28,8 +28,8 @@ from realtalk.gateway.auth import (
 from realtalk.gateway.config import GatewayConfig
 from realtalk.gateway.limits import Admissions
 from realtalk.gateway.metrics import GatewayMetrics
-from realtalk.gateway.policy import ClientEventPolicy
-from realtalk.gateway.relay import Ending, GatewaySession, SessionServices
+from realtalk.gateway.policy import ClientEventPolicy, Refusal
+from realtalk.gateway.relay import SHUTDOWN_SENTENCE, Ending, GatewaySession, SessionServices
 from realtalk.gateway.upstream import ReadinessProbe, Upstream
 
 __all__ = ["Admission", "GatewayState", "HandshakeRefusal"]
@@ -151,7 +151,7 @@ class GatewayState:
     async def drain(self, bound_s: float | None = None) -> None:
         """Graceful shutdown: refuse new clients, tell connected ones, let in-flight responses
         finish for up to ``bound_s`` (``REALTALK_GATEWAY_DRAIN_S``), then close every session with
-        1001 "server shutting down"."""
+        1001 and ``SHUTDOWN_SENTENCE`` (an ``error`` event with it first)."""
         self.draining = True
         bound = self.config.drain_s if bound_s is None else bound_s
         sessions = [session for session in self.sessions if not session.ending]
@@ -171,8 +171,16 @@ class GatewayState:
             await asyncio.gather(*waiters, return_exceptions=True)
         for session in sessions:
             session.end(
-                # begin_drain already sent the UI its notice.
-                Ending("shutdown", 1001, "server shutting down", 1000, "gateway shutting down")
+                # Every client gets an `error` event first (begin_drain warned only the UI, which
+                # understands realtalk.notice; an SDK may take an early `error` as fatal).
+                Ending(
+                    "shutdown",
+                    1001,
+                    SHUTDOWN_SENTENCE,
+                    1000,
+                    "gateway shutting down",
+                    error=Refusal("server_shutting_down", SHUTDOWN_SENTENCE),
+                )
             )
         closers = [asyncio.create_task(session.closed.wait()) for session in sessions]
         try:

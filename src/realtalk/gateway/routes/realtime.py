@@ -19,6 +19,9 @@ __all__ = ["router"]
 
 router = APIRouter()
 
+# While the gateway drains (a restart, a scale-in), a new client is told to come back after this.
+RETRY_AFTER_S = 5
+
 
 @router.websocket("/openai/v1/realtime")
 @router.websocket("/v1/realtime")
@@ -28,6 +31,9 @@ async def realtime(websocket: WebSocket) -> None:
     if isinstance(admission, HandshakeRefusal):
         state.metrics.refused(admission.code)
         body = {"error": {"code": admission.code, "message": admission.message}}
-        await websocket.send_denial_response(JSONResponse(body, status_code=admission.status))
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if admission.status == 503 else None
+        await websocket.send_denial_response(
+            JSONResponse(body, status_code=admission.status, headers=headers)
+        )
         return
     await state.serve(websocket, admission)
