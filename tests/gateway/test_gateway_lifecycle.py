@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import socket
 
 import httpx
@@ -12,7 +13,7 @@ from websockets.exceptions import InvalidStatus
 
 from realtalk.emulator import Faults, parse_scenario
 from realtalk.gateway import Gateway, create_app
-from realtalk.gateway.relay import SHUTDOWN_SENTENCE
+from realtalk.gateway.relay import SHUTDOWN_SENTENCE, UPSTREAM_UNAVAILABLE_SENTENCE
 
 from .conftest import b64, gateway_settings, text_turn
 
@@ -37,11 +38,33 @@ async def test_an_upstream_session_expiry_reaches_the_client_as_1001_with_the_re
         assert (notice["code"], notice["message"]) == ("upstream_closed", reason)
 
 
-async def test_an_unreachable_upstream_closes_the_client_with_1011_and_why(gateway, client) -> None:
-    endpoint = f"http://127.0.0.1:{_unused_port()}"
-    async with gateway(None, azure_openai_endpoint=endpoint) as gw, client(gw) as c:
+async def test_an_unreachable_upstream_closes_the_client_with_1011_and_a_sentence_the_detail_is_logged(
+    gateway, client, caplog
+) -> None:
+    port = _unused_port()
+    async with gateway(None, azure_openai_endpoint=f"http://127.0.0.1:{port}") as gw, client(gw) as c:
         code, reason = await c.closed()
-        assert code == 1011 and reason.startswith("upstream unavailable: ")
+    # The client is told what happened and what to do, not where the upstream is or why it failed.
+    assert (code, reason) == (1011, UPSTREAM_UNAVAILABLE_SENTENCE)
+    assert str(port) not in json.dumps(c.events)
+    logged = [r.getMessage() for r in caplog.records if r.name == "realtalk.gateway.session"]
+    assert any("upstream unavailable" in line and str(port) in line for line in logged), logged
+
+
+async def test_an_upstream_that_refuses_the_gateways_key_is_not_explained_to_the_client(
+    emulator, gateway, client, caplog
+) -> None:
+    async with (
+        emulator(keys=("the-right-key",)) as emu,
+        gateway(emu, azure_openai_api_key="a-wrong-key") as gw,
+    ):
+        async with client(gw) as c:
+            code, reason = await c.closed()
+    assert (code, reason) == (1011, UPSTREAM_UNAVAILABLE_SENTENCE)
+    error = next(e["error"] for e in c.events if e["type"] == "error")
+    assert error["message"] == UPSTREAM_UNAVAILABLE_SENTENCE
+    assert "401" not in json.dumps(c.events) and "key" not in json.dumps(c.events).lower()
+    assert any("401" in r.getMessage() for r in caplog.records if r.name == "realtalk.gateway.session")
 
 
 async def test_an_upstream_that_drops_closes_the_client_with_1011(emulator, gateway, client) -> None:

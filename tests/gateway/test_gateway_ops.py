@@ -34,15 +34,31 @@ async def test_health_and_readiness_probe_the_upstream_with_a_real_handshake(emu
         assert (await http.get("/readyz")).status_code == 503
 
 
-async def test_readiness_fails_when_the_upstream_is_unreachable(gateway) -> None:
+async def test_readiness_fails_when_the_upstream_is_unreachable(gateway, caplog) -> None:
     endpoint = f"http://127.0.0.1:{_unused_port()}"
     async with (
         gateway(None, azure_openai_endpoint=endpoint) as gw,
         httpx.AsyncClient(base_url=gw.http_base_url) as http,
     ):
         ready = await http.get("/readyz")
-        assert ready.status_code == 503 and ready.json()["detail"].startswith("upstream unreachable")
         assert (await http.get("/healthz")).status_code == 200
+    # A probe is told not-ready in words that reveal nothing of the upstream; the log says why.
+    assert ready.status_code == 503
+    assert ready.json() == {"ready": False, "detail": "The upstream Realtime service is not reachable."}
+    assert any(
+        "not ready: upstream unreachable" in r.getMessage() and endpoint.rsplit(":", 1)[1] in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_readiness_names_an_external_local_emulator_as_such_in_the_log_and_nothing_to_clients(
+    emulator, gateway, caplog
+) -> None:
+    async with emulator() as emu, gateway(emu) as gw, httpx.AsyncClient(base_url=gw.http_base_url) as http:
+        ready = await http.get("/readyz")
+    assert ready.json() == {"ready": True, "detail": "ready"}
+    started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("upstream: ")]
+    assert started and "embedded" not in started[0] and "a local endpoint" in started[0], started
 
 
 async def test_metrics_count_sessions_events_bytes_latency_tokens_dollars_and_refusals(

@@ -3,8 +3,8 @@
 Theory of operation (issue 5, item 3; lessons.md mistakes 1, 5, 15):
 
 * The client was authenticated and admitted before this object exists; the upstream socket is
-  opened only now, with the server's credential. If that fails the client is closed with 1011
-  ``upstream unavailable: ...``.
+  opened only now, with the server's credential. If that fails the client is closed with 1011 and
+  ``UPSTREAM_UNAVAILABLE_SENTENCE``; the cause is logged, never told to the client.
 * **Frames are relayed in callbacks, not pumps.** The client's frames arrive on ``client_text``
   (``embedded_server.DirectWebSocket``: uvicorn's socket, no ASGI message per frame) and the
   upstream's on ``_UpstreamListener`` (a ``picows`` connection); each is handled to the end and
@@ -72,7 +72,14 @@ try:
 except ImportError:  # not built (no C compiler or Cython at install): the same frames take the Python path
     FastPath = None  # type: ignore[assignment,misc]  # the name is checked for None before use
 
-__all__ = ["COMPILED_FAST_PATH", "SHUTDOWN_SENTENCE", "Ending", "GatewaySession", "SessionServices"]
+__all__ = [
+    "COMPILED_FAST_PATH",
+    "SHUTDOWN_SENTENCE",
+    "UPSTREAM_UNAVAILABLE_SENTENCE",
+    "Ending",
+    "GatewaySession",
+    "SessionServices",
+]
 
 # Whether the compiled per-frame path (fastpath.pyx) was built; `realtalk serve` logs it.
 COMPILED_FAST_PATH: Final = FastPath is not None
@@ -105,6 +112,8 @@ LIMIT_SENTENCES: Final = {
 
 # What every client is told (an `error` event, then the close reason) when a drain ends its session.
 SHUTDOWN_SENTENCE: Final = "The gateway is restarting; connect again in a few seconds."
+# ... and when no upstream session could be opened (the cause, which may name hosts, is logged).
+UPSTREAM_UNAVAILABLE_SENTENCE: Final = "The Realtime service is not available right now; try again shortly."
 
 
 @dataclass(frozen=True)
@@ -230,13 +239,7 @@ class GatewaySession(FrameSink):
                     lambda: _UpstreamListener(self), self._svc.config.connect_timeout_s
                 )
             except UPSTREAM_ERRORS as exc:
-                reason = f"upstream unavailable: {exc}"
-                self.log.warning("%s", reason)
-                self._end(
-                    Ending(
-                        "upstream_unavailable", 1011, reason, notice=("error", "upstream_unavailable", reason)
-                    )
-                )
+                self._upstream_unavailable(str(exc))
             else:
                 await self._supervise()
         finally:
@@ -342,20 +345,27 @@ class GatewaySession(FrameSink):
             deadline = min(duration_at, idle_at)
             if not self._configured:
                 if now >= created_by:
-                    reason = "upstream unavailable: no session.created in time"
-                    self._end(
-                        Ending(
-                            "upstream_unavailable",
-                            1011,
-                            reason,
-                            notice=("error", "upstream_unavailable", reason),
-                        )
-                    )
+                    self._upstream_unavailable("no session.created in time")
                     return
                 deadline = min(deadline, created_by)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(deadline - now):
                     await self._end_requested.wait()
+
+    def _upstream_unavailable(self, detail: str) -> None:
+        """No upstream session: the log says why (host, status, refusal); the client gets a sentence
+        that reveals nothing of the upstream (an `error` event, the notice, and close 1011)."""
+        self.log.warning("upstream unavailable: %s", detail)
+        text = UPSTREAM_UNAVAILABLE_SENTENCE
+        self._end(
+            Ending(
+                "upstream_unavailable",
+                1011,
+                text,
+                error=Refusal("upstream_unavailable", text),
+                notice=("error", "upstream_unavailable", text),
+            )
+        )
 
     def _limit_ending(self, code: str, limit: float) -> Ending:
         """A limit was hit: the client gets an ``error`` event, the notice (UI) and close 1008, each

@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
 from picows import WSError, WSFrame, WSHandshakeError, WSListener, WSMsgType, WSTransport, ws_connect
 
@@ -64,11 +64,15 @@ class Upstream:
     endpoint: ResolvedEndpoint
     credential: Credential
     kind: UpstreamKind
+    embedded: bool = False  # the emulator this process started (no endpoint configured)
 
     @property
     def description(self) -> str:
-        if self.kind == "emulator":
+        """For the log (never for clients): which upstream, and where."""
+        if self.embedded:
             return f"the embedded emulator at {self.endpoint.host}"
+        if self.endpoint.provider == "local":
+            return f"{self.endpoint.deployment} at {self.endpoint.host} (a local endpoint)"
         return f"{self.endpoint.deployment} at {self.endpoint.host}"
 
     async def connect(self, listener: Callable[[], L], timeout_s: float) -> tuple[WSTransport, L]:
@@ -127,7 +131,9 @@ async def start_upstream(
         endpoint = resolve_endpoint(
             emulator.http_base_url, settings.azure_openai_deployment_name or EMULATOR_DEPLOYMENT
         )
-        upstream = Upstream(endpoint, ApiKeyCredential(key, style="bearer", source=None), "emulator")
+        upstream = Upstream(
+            endpoint, ApiKeyCredential(key, style="bearer", source=None), "emulator", embedded=True
+        )
         logger.warning(
             "no AZURE_OPENAI_ENDPOINT configured: sessions go to the embedded emulator at %s "
             "(echo replies, no cost); set AZURE_OPENAI_ENDPOINT to use Azure",
@@ -144,9 +150,13 @@ async def start_upstream(
     return upstream
 
 
+_READINESS: Final = {True: "ready", False: "not ready"}
+
+
 class ReadinessProbe:
     """``/readyz``: a real handshake with the upstream (credential obtained, socket opened, first
-    event received), cached for ``cache_s`` and shared by concurrent callers."""
+    event received), cached for ``cache_s`` and shared by concurrent callers. ``check`` returns the
+    detail for the log (it names the upstream); the route tells probes only ready or not."""
 
     def __init__(
         self,
@@ -170,6 +180,9 @@ class ReadinessProbe:
             if self._result is not None and now - self._result[0] < self._cache_s:
                 return self._result[1], self._result[2]
             ready, detail = await self._probe()
+            if self._result is None or (ready, detail) != self._result[1:]:
+                # Probes come every few seconds: the log hears of a change, not of each.
+                logger.log(logging.INFO if ready else logging.WARNING, "%s: %s", _READINESS[ready], detail)
             self._result = (self._clock(), ready, detail)
             return ready, detail
 

@@ -13,6 +13,8 @@ __all__ = ["router"]
 
 router = APIRouter()
 
+NOT_READY = "The upstream Realtime service is not reachable."
+
 
 @router.get("/healthz")
 async def healthz(request: Request) -> JSONResponse:
@@ -24,9 +26,11 @@ async def healthz(request: Request) -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     state = state_of(request)
     if state.draining or state.probe is None:
-        return JSONResponse({"ready": False, "detail": "shutting down"}, status_code=503)
-    ready, detail = await state.probe.check()
-    return JSONResponse({"ready": ready, "detail": detail}, status_code=200 if ready else 503)
+        return JSONResponse({"ready": False, "detail": "The gateway is shutting down."}, status_code=503)
+    ready, _logged = await state.probe.check()  # the detail names the upstream: the log has it
+    if ready:
+        return JSONResponse({"ready": True, "detail": "ready"})
+    return JSONResponse({"ready": False, "detail": NOT_READY}, status_code=503)
 
 
 @router.get("/metrics")
