@@ -13,7 +13,7 @@ from realtalk.emulator.events import audio_delta
 from realtalk.gateway import framing
 from realtalk.gateway.framing import b64_decoded_length, match_append, match_audio_delta
 
-AUDIO = base64.b64encode(bytes(range(256)) * 18 + b"\x01").decode()  # 4,609 bytes: "=" padding
+AUDIO = base64.b64encode(bytes(range(256)) * 18 + b"\x01\x02").decode()  # 4,610 bytes: "=" padding
 
 
 def sdk_frame(**event: str) -> str:
@@ -24,7 +24,11 @@ def test_the_sdk_shape_and_the_ui_shape_take_the_fast_path() -> None:
     ui = '{"type":"input_audio_buffer.append","audio":"' + AUDIO + '"}'
     for text in (ui, sdk_frame(audio=AUDIO), sdk_frame(audio=AUDIO, event_id="evt_1")):
         frame = match_append(text.encode())
-        assert frame is not None and frame.audio_bytes == 4609
+        assert frame is not None and frame.audio_bytes == 4610
+    # Half a PCM16 sample is not for the fast path: the full check knows the session's format.
+    odd = base64.b64encode(bytes(4609)).decode()
+    for text in ('{"type":"input_audio_buffer.append","audio":"' + odd + '"}', sdk_frame(audio=odd)):
+        assert match_append(text.encode()) is None
     assert match_append(sdk_frame(audio=AUDIO, event_id="evt_1").encode()).event_id == "evt_1"  # type: ignore[union-attr]
     compact = '{"type":"input_audio_buffer.append","audio":"' + AUDIO + '","event_id":"e.1:x-y_z"}'
     assert match_append(compact.encode()) is not None
@@ -33,20 +37,20 @@ def test_the_sdk_shape_and_the_ui_shape_take_the_fast_path() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        '{"audio":"AAAA","type":"input_audio_buffer.append"}',  # another key order
-        '{"type":"input_audio_buffer.append","audio":"AAAA","type":"session.update"}',  # a second type
-        '{"type":"input_audio_buffer.append","audio":"AAAA","session":{}}',  # another field
+        '{"audio":"AAAAAAAA","type":"input_audio_buffer.append"}',  # another key order
+        '{"type":"input_audio_buffer.append","audio":"AAAAAAAA","type":"session.update"}',  # a second type
+        '{"type":"input_audio_buffer.append","audio":"AAAAAAAA","session":{}}',  # another field
         '{"type":"input_audio_buffer.append","audio":"AA\\"A"}',  # an escape inside the string
         '{"type":"input_audio_buffer.append","audio":"AAA"}',  # not a multiple of 4
         '{"type":"input_audio_buffer.append","audio":"A=AA"}',  # padding in the middle
         '{"type":"input_audio_buffer.append","audio":"AA-_"}',  # base64url, not base64
-        '{"type":"input_audio_buffer.append","audio":"AAAA"} ',  # trailing whitespace
-        '{"type":"input_audio_buffer.append","audio":"AAAA"}{"type":"session.update"}',  # two objects
-        '{"type":"input_audio_buffer.append","audio":"AAAA","event_id":"a\\"b"}',  # escaped event id
-        '{"type":"input_audio_buffer.append","audio":"AAAA","event_id":1}',  # a number as event id
-        '{"type":"input_audio_buffer.append","audio":"AAAA"',  # unterminated
+        '{"type":"input_audio_buffer.append","audio":"AAAAAAAAAAAA"} ',  # trailing whitespace
+        '{"type":"input_audio_buffer.append","audio":"AAAAAAAAAAAA"}{"type":"session.update"}',  # two objects
+        '{"type":"input_audio_buffer.append","audio":"AAAAAAAA","event_id":"a\\"b"}',  # escaped event id
+        '{"type":"input_audio_buffer.append","audio":"AAAAAAAA","event_id":1}',  # a number as event id
+        '{"type":"input_audio_buffer.append","audio":"AAAAAAAA"',  # unterminated
         '{"type":"input_audio_buffer.append","audio":"ÄAAA"}',  # non-ASCII
-        ' {"type":"input_audio_buffer.append","audio":"AAAA"}',  # leading whitespace
+        ' {"type":"input_audio_buffer.append","audio":"AAAAAAAAAAAA"}',  # leading whitespace
         '{"type":"input_audio_buffer.commit"}',
     ],
 )
@@ -65,7 +69,7 @@ TAILS = [
     '","type":"session.update"}',
     '","event_id":"a\\"b"}',
     '"} ',
-    '","audio":"AAAA"}',
+    '","audio":"AAAAAAAAAAAA"}',
     '","event_id":"e1","session":{}}',
 ]
 
@@ -92,7 +96,7 @@ def test_whatever_the_fast_path_accepts_is_exactly_one_append_with_audio_and_may
 
 
 def test_the_property_above_sees_accepted_frames_too() -> None:
-    assert match_append((PREFIXES[1] + "AAAA" + TAILS[2]).encode()) is not None
+    assert match_append((PREFIXES[1] + "AAAAAAAA" + TAILS[2]).encode()) is not None
 
 
 @given(st.binary(max_size=300))
@@ -140,7 +144,7 @@ def test_an_escaped_or_non_ascii_delta_goes_to_the_full_parse() -> None:
     # come from the parse, not from the raw text.
     escaped = b'{"type":"response.output_audio.delta","item_id":"i","response_id":"r","delta":"AA\\u002BA"}'
     assert match_audio_delta(escaped) is None
-    accented = '{"type":"response.output_audio.delta","item_id":"é","response_id":"r","delta":"AAAA"}'
+    accented = '{"type":"response.output_audio.delta","item_id":"é","response_id":"r","delta":"AAAAAAAAAAAA"}'
     assert match_audio_delta(accented.encode()) is None
 
 

@@ -102,7 +102,8 @@ cdef Py_ssize_t _append_audio_bytes(const uint8_t* p, Py_ssize_t n) noexcept:
         k += 1
     if k != n - 1 or p[k] != 125:  # "}" and nothing after it
         return -1
-    return (end - start) // 4 * 3 - pad
+    k = (end - start) // 4 * 3 - pad
+    return -1 if k & 1 else k  # odd: not whole PCM16 samples, the full check decides
 
 
 cdef Py_ssize_t _id_end(const uint8_t* p, Py_ssize_t n, Py_ssize_t at, Py_ssize_t least) noexcept:
@@ -291,7 +292,7 @@ cdef class FastPath:
             session = self._session
             session.last_client_s = received_s
             if not self._allow(received_s):
-                session.refuse_rate_limited()
+                session.refuse_rate_limited(payload)
                 return
             self.appends += 1
             self._audio_appended(audio_bytes, received_s)

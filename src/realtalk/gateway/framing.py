@@ -15,7 +15,8 @@ style) where ``<id>`` is 1-128 of ``[A-Za-z0-9_.:-]``. ``<b64>`` must be standar
 ``A-Z a-z 0-9 + /``, ``=`` padding at the end only, a length that is a multiple of 4. Nothing may
 precede the opening brace or follow the closing one. Why this is safe: the base64 alphabet has no
 ``"`` and no ``\\``, so the first ``"`` after the prefix ends the string for every JSON parser; the
-tail then admits no other key. Hence the frame is a valid JSON object with ``type`` equal to
+tail then admits no other key. The decoded size must be even (whole PCM16 samples). Hence the
+frame is a valid JSON object with ``type`` equal to
 ``input_audio_buffer.append`` and no other field than ``audio`` and ``event_id``: it cannot carry a
 second ``type`` (duplicate keys), another event, or an escaped quote. Anything else, including valid
 appends in another key order or with whitespace, is parsed and checked like every other event.
@@ -39,12 +40,14 @@ __all__ = [
     "b64_decoded_length",
     "match_append",
     "match_audio_delta",
+    "readable_event_id",
 ]
 
 _APPEND_PREFIXES: Final = (
     b'{"type":"input_audio_buffer.append","audio":"',
     b'{"type": "input_audio_buffer.append", "audio": "',
 )
+_EVENT_ID_PAIR: Final = re.compile(rb'(?<!\\)"event_id"\s*:\s*"([\x20\x21\x23-\x5b\x5d-\x7e]{1,128})"')
 _APPEND_TAIL: Final = re.compile(rb'(?:, ?"event_id": ?"([A-Za-z0-9_.:\-]{1,128})")?\}')
 _B64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
@@ -113,7 +116,18 @@ def append_audio_bytes(data: bytes) -> int:
     padding = (data[end - 1] == _EQUALS) + (data[end - 2] == _EQUALS) if length else 0
     if data[start : end - padding].translate(None, _B64_ALPHABET):
         return -1  # a byte outside the alphabet (or "=" before the end)
-    return length // 4 * 3 - padding
+    decoded = length // 4 * 3 - padding
+    # An odd size is not whole PCM16 samples: the full check, which knows the session's format
+    # (G.711 has 1-byte samples), decides.
+    return -1 if decoded & 1 else decoded
+
+
+def readable_event_id(data: bytes) -> str | None:
+    """The ``event_id`` of a frame that will not be parsed (too large, over the rate limit), when
+    it can be read plainly: a ``"event_id":"<id>"`` pair (not inside an escaped string), the id
+    1-128 bytes of printable ASCII without quotes or backslashes. ``None`` otherwise."""
+    found = _EVENT_ID_PAIR.search(data)
+    return found.group(1).decode("ascii") if found is not None else None
 
 
 def match_append(data: bytes) -> AppendFrame | None:

@@ -50,7 +50,12 @@ from realtalk.errors import LocalProtocolError
 from realtalk.gateway import extension
 from realtalk.gateway.config import GatewayConfig
 from realtalk.gateway.extension import FLUSHED, PLAYBACK, NoticeLevel, PlaybackReport, parse_playback_report
-from realtalk.gateway.framing import append_audio_bytes, b64_decoded_length, match_audio_delta
+from realtalk.gateway.framing import (
+    append_audio_bytes,
+    b64_decoded_length,
+    match_audio_delta,
+    readable_event_id,
+)
 from realtalk.gateway.limits import EventRateLimiter
 from realtalk.gateway.logs import SessionLog
 from realtalk.gateway.metrics import CLIENT_TO_UPSTREAM, UPSTREAM_TO_CLIENT, GatewayMetrics
@@ -420,10 +425,10 @@ class GatewaySession(FrameSink):
                         f"Rule 'message size': this event has {len(data)} bytes; "
                         f"the limit is {self._max_bytes}.",
                     ),
-                    None,
+                    readable_event_id(data),
                 )
             elif not self._limiter.allow(received_s):
-                self.refuse_rate_limited()
+                self.refuse_rate_limited(data)
             elif self._configured:
                 self._client_frame(data, received_s)
             else:
@@ -434,15 +439,15 @@ class GatewaySession(FrameSink):
         except Exception as exc:  # a bug must end this session, not the server
             self.failed(exc)
 
-    def refuse_rate_limited(self) -> None:
-        """Tell the client its event was over the rate limit and dropped."""
+    def refuse_rate_limited(self, data: bytes) -> None:
+        """Tell the client its event (``data``, not parsed) was over the rate limit and dropped."""
         self._refuse(
             Refusal(
                 "rate_limit_exceeded",
                 f"Rule 'event rate': at most {self._limits.max_events_per_s:g} events per second "
                 f"(bursts of {self._limits.event_burst}); this event was dropped.",
             ),
-            None,
+            readable_event_id(data),
         )
 
     def client_binary(self, data: bytes) -> None:
@@ -539,7 +544,21 @@ class GatewaySession(FrameSink):
             self._refuse(refusal, event_id)
             return
         if event_type == "input_audio_buffer.append":
-            self._core.audio_appended(b64_decoded_length(event["audio"]) or 0, received_s)
+            audio_bytes = b64_decoded_length(event["audio"]) or 0
+            spec = self._core.input_format
+            if audio_bytes % spec.bytes_per_sample:
+                # Half a sample would shift every later one by a byte: noise to the model.
+                self._refuse(
+                    Refusal(
+                        "invalid_value",
+                        f"Rule 'whole samples': {spec.name} audio has {spec.bytes_per_sample} bytes per "
+                        f"sample; this append decodes to {audio_bytes} bytes.",
+                        "audio",
+                    ),
+                    event_id,
+                )
+                return
+            self._core.audio_appended(audio_bytes, received_s)
         self._upstream_send(data)
         traffic = self._traffic
         traffic.event(CLIENT_TO_UPSTREAM, event_type)

@@ -442,6 +442,11 @@ class ClientProtocol:
         samples = audio_bytes // self._output_format.bytes_per_sample
         return self._count_audio(item_id, response_id, samples, now_s)
 
+    @property
+    def input_format(self) -> AudioFormatSpec:
+        """The session's input audio format (the profile's, then what ``session.updated`` says)."""
+        return self._input_format
+
     def audio_appended(self, audio_bytes: int, now_s: float) -> None:
         """Record that ``audio_bytes`` of input audio (session input format) went to the server at
         ``now_s``, for a relay that forwards ``input_audio_buffer.append`` frames itself (the
