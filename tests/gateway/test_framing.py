@@ -144,7 +144,7 @@ def test_an_escaped_or_non_ascii_delta_goes_to_the_full_parse() -> None:
     # come from the parse, not from the raw text.
     escaped = b'{"type":"response.output_audio.delta","item_id":"i","response_id":"r","delta":"AA\\u002BA"}'
     assert match_audio_delta(escaped) is None
-    accented = '{"type":"response.output_audio.delta","item_id":"é","response_id":"r","delta":"AAAAAAAAAAAA"}'
+    accented = '{"type":"response.output_audio.delta","item_id":"é","response_id":"r","delta":"AAAA"}'
     assert match_audio_delta(accented.encode()) is None
 
 
