@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import text_turn
+from .conftest import MODEL, text_turn
 
 SECRET_INSTRUCTIONS = "SECRET-INSTRUCTIONS-4242: never reveal the discount code."
 SECRET_TOOL_TEXT = "SECRET-TOOL-DESCRIPTION-77"
@@ -31,12 +31,6 @@ USER_TEXT = {"type": "message", "role": "user", "content": [{"type": "input_text
 
 FORBIDDEN: list[tuple[str, dict[str, Any], str, str | None]] = [
     ("item delete", {"type": "conversation.item.delete", "item_id": "item_1"}, "event_not_allowed", "type"),
-    (
-        "item retrieve",
-        {"type": "conversation.item.retrieve", "item_id": "item_1"},
-        "event_not_allowed",
-        "type",
-    ),
     ("output buffer clear", {"type": "output_audio_buffer.clear"}, "event_not_allowed", "type"),
     ("unknown event", {"type": "transcription_session.update", "session": {}}, "event_not_allowed", "type"),
     (
@@ -53,9 +47,18 @@ FORBIDDEN: list[tuple[str, dict[str, Any], str, str | None]] = [
     ),
     (
         "session tools",
-        {"type": "session.update", "session": {"type": "realtime", "tools": []}},
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "tools": [{"type": "function", "name": "x"}]},
+        },
         "field_not_allowed",
         "session.tools",
+    ),
+    (
+        "session model of another deployment",
+        {"type": "session.update", "session": {"type": "realtime", "model": "gpt-4o-realtime-preview"}},
+        "field_not_allowed",
+        "session.model",
     ),
     (
         "session field not adjustable",
@@ -224,3 +227,47 @@ async def test_malformed_frames_get_an_error_and_are_dropped(emulator, gateway, 
         await c.send({"type": "input_audio_buffer.append", "audio": "not base64!"})
         assert (await c.error())["code"] == "invalid_value"
         assert [e["type"] for e in emu.stats.events_received()] == ["session.update"]
+
+
+async def test_no_op_model_and_empty_tools_are_accepted_and_the_rest_applied_as_pipecat_sends_them(
+    emulator, gateway, client, tmp_path: Path
+) -> None:
+    profile = tmp_path / "agent.toml"
+    profile.write_text(PROFILE)
+    async with emulator() as emu, gateway(emu, gateway_profile=profile) as gw, client(gw) as c:
+        await c.until("session.updated")
+        update = {
+            "type": "session.update",
+            "event_id": "evt_pipecat",
+            "session": {
+                "type": "realtime",
+                "model": MODEL,  # what the client connected with (?model=)
+                "tools": [],  # "no tools of my own"
+                "audio": {"output": {"voice": "ash"}},
+            },
+        }
+        await c.send(update)
+        updated = await c.until("session.updated")
+        assert "error" not in c.types()
+        assert updated["session"]["audio"]["output"]["voice"] == "ash"  # the adjustable rest applied
+        # The profile's tool is still there: the empty list never reached the upstream.
+        assert [tool["name"] for tool in updated["session"]["tools"]] == ["get_room_rate"]
+        forwarded = emu.stats.events_received("session.update")[-1]
+    assert forwarded == {
+        "type": "session.update",
+        "event_id": "evt_pipecat",
+        "session": {"type": "realtime", "audio": {"output": {"voice": "ash"}}},
+    }
+
+
+async def test_conversation_item_retrieve_is_read_only_and_passes(emulator, gateway, client) -> None:
+    async with emulator() as emu, gateway(emu) as gw, client(gw) as c:
+        await c.until("session.updated")
+        for event in text_turn("hello there"):
+            await c.send(event)
+        done = await c.until("response.done")
+        item_id = done["response"]["output"][0]["id"]
+        await c.send({"type": "conversation.item.retrieve", "item_id": item_id, "event_id": "evt_get"})
+        retrieved = await c.until("conversation.item.retrieved")
+    assert retrieved["item"]["id"] == item_id
+    assert "error" not in c.types()

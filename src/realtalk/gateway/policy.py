@@ -16,7 +16,10 @@ framing.py) is parsed once and checked here against an allowlist (issue 5, item 
                                 profile makes them client-adjustable
 ``response.cancel``             as is
 ``conversation.item.truncate``  as is
-``session.update``              only the settings the profile lists in ``client_adjustable``
+``conversation.item.retrieve``  as is (read-only)
+``session.update``              only the settings the profile lists in ``client_adjustable``;
+                                no-ops (``model`` the session already uses, ``tools: []``) are
+                                accepted and left out of what goes upstream
 ==============================  =============================================================
 
 Anything else is refused: the client gets a protocol ``error`` event (``invalid_request_error``,
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -47,6 +50,7 @@ __all__ = [
     "error_event",
     "redact_session_event",
     "server_event_id",
+    "without_noops",
 ]
 
 _ADJUSTABLE_BY_PATH: Final = {path: name for name, path in ADJUSTABLE_SETTINGS.items()}
@@ -60,6 +64,8 @@ _FIELDS: Final[Mapping[str, frozenset[str]]] = {
     "response.create": frozenset({"type", "event_id", "response"}),
     "response.cancel": frozenset({"type", "event_id", "response_id"}),
     "session.update": frozenset({"type", "event_id", "session"}),
+    # Read-only: openai-agents retrieves each item after its transcript and after a truncate.
+    "conversation.item.retrieve": frozenset({"type", "event_id", "item_id"}),
 }
 ALLOWED_EVENT_TYPES: Final = tuple(_FIELDS)
 
@@ -149,11 +155,15 @@ class ClientEventPolicy:
             "input_audio_buffer.append": self._append,
             "conversation.item.create": self._item_create,
             "response.create": self._response_create,
-            "session.update": self._session_update,
         }
 
-    def check(self, event: Mapping[str, Any]) -> Refusal | None:
-        """``None`` when ``event`` (a decoded client event) may be forwarded, else why not."""
+    def check(self, event: Mapping[str, Any], *, session_models: Collection[str] = ()) -> Refusal | None:
+        """``None`` when ``event`` (a decoded client event) may be forwarded, else why not.
+
+        ``session_models``: the model names this session already uses (the ``?model=`` the client
+        connected with, the upstream's deployment and model): ``session.model`` set to one of them
+        is a no-op, as is ``session.tools: []`` (SDKs such as pipecat always send both). A no-op is
+        accepted here and taken out by ``without_noops`` before the event goes upstream."""
         event_type = event.get("type")
         if not isinstance(event_type, str):
             return Refusal("invalid_event", "The 'type' field is missing or is not a string.", "type")
@@ -175,6 +185,8 @@ class ClientEventPolicy:
                     f"Rule 'known fields only': {event_type} has no field {name!r} this gateway forwards.",
                     name,
                 )
+        if event_type == "session.update":
+            return self._session_update(event, session_models)
         rule = self._rules.get(event_type)
         return rule(event) if rule is not None else None
 
@@ -250,7 +262,7 @@ class ClientEventPolicy:
                 return self._not_adjustable(setting, param)
         return None
 
-    def _session_update(self, event: Mapping[str, Any]) -> Refusal | None:
+    def _session_update(self, event: Mapping[str, Any], session_models: Collection[str]) -> Refusal | None:
         session = event.get("session")
         if not isinstance(session, Mapping):
             return Refusal("invalid_value", "session.update needs a 'session' object.", "session")
@@ -259,6 +271,8 @@ class ClientEventPolicy:
             if name == "type":
                 if value != "realtime":
                     return Refusal("invalid_value", "session.type must be 'realtime'.", param)
+                continue
+            if _is_noop(name, value, session_models):
                 continue
             if name in _SESSION_NEVER:
                 return Refusal(
@@ -321,6 +335,24 @@ class ClientEventPolicy:
     def _adjustable_list(self) -> str:
         names = ", ".join(sorted(self.client_adjustable)) or "none"
         return f"Client-adjustable: {names}."
+
+
+def _is_noop(name: str, value: object, session_models: Collection[str]) -> bool:
+    return (name == "model" and isinstance(value, str) and value in session_models) or (
+        name == "tools" and value == []
+    )
+
+
+def without_noops(event: Mapping[str, Any], session_models: Collection[str]) -> dict[str, Any] | None:
+    """``event`` (a ``session.update`` that passed ``check``) without its no-op fields, or ``None``
+    when it has none. ``tools: []`` must not reach the upstream: it would remove the profile's tools."""
+    session = event.get("session")
+    if not isinstance(session, Mapping) or not any(
+        _is_noop(name, value, session_models) for name, value in session.items()
+    ):
+        return None
+    kept = {name: value for name, value in session.items() if not _is_noop(name, value, session_models)}
+    return {**event, "session": kept}
 
 
 def _unknown_field(item: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> Refusal | None:

@@ -59,7 +59,13 @@ from realtalk.gateway.framing import (
 from realtalk.gateway.limits import EventRateLimiter
 from realtalk.gateway.logs import SessionLog
 from realtalk.gateway.metrics import CLIENT_TO_UPSTREAM, UPSTREAM_TO_CLIENT, GatewayMetrics
-from realtalk.gateway.policy import ClientEventPolicy, Refusal, error_event, redact_session_event
+from realtalk.gateway.policy import (
+    ClientEventPolicy,
+    Refusal,
+    error_event,
+    redact_session_event,
+    without_noops,
+)
 from realtalk.gateway.upstream import UPSTREAM_ERRORS, Upstream
 from realtalk.protocol import (
     AUDIO_FORMATS,
@@ -197,6 +203,10 @@ class GatewaySession(FrameSink):
         self._stall_timer: asyncio.TimerHandle | None = None
         self._upstream_stall_timer: asyncio.TimerHandle | None = None
         self._log_counts: dict[str, int] = {}
+        # Model names that are a no-op in a client's session.update (see policy.without_noops).
+        self._session_models: set[str] = {services.upstream.endpoint.deployment}
+        if isinstance(requested := websocket.query_params.get("model"), str):
+            self._session_models.add(requested)
         self._end_requested = asyncio.Event()
         self._ending: Ending | None = None
         self._draining = False
@@ -535,7 +545,7 @@ class GatewaySession(FrameSink):
         if self.ui and event_type in (PLAYBACK, FLUSHED):
             self._playback(event, event_id, received_s)
             return
-        refusal = self._svc.policy.check(event)
+        refusal = self._svc.policy.check(event, session_models=self._session_models)
         if refusal is None and self._draining:
             refusal = self._drain_refusal(event_type)
             if refusal is None and event_type == "input_audio_buffer.append":
@@ -543,6 +553,8 @@ class GatewaySession(FrameSink):
         if refusal is not None:
             self._refuse(refusal, event_id)
             return
+        if event_type == "session.update" and (kept := without_noops(event, self._session_models)):
+            data = json.dumps(kept, separators=(",", ":")).encode()  # rare: a no-op taken out
         if event_type == "input_audio_buffer.append":
             audio_bytes = b64_decoded_length(event["audio"]) or 0
             spec = self._core.input_format
@@ -707,6 +719,9 @@ class GatewaySession(FrameSink):
         outgoing: bytes | None = data
         if event_type in ("session.created", "session.updated"):
             outgoing = json.dumps(redact_session_event(event), separators=(",", ":")).encode()
+            session = event.get("session")
+            if isinstance(session, dict) and isinstance(model := session.get("model"), str):
+                self._session_models.add(model)  # what a client may echo back as a no-op
         elif event_type == "error":
             outgoing = self._upstream_error(event, data)
         self._core.receive_event(event, received_s)
