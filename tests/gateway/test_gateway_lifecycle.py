@@ -9,6 +9,7 @@ import socket
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from realtalk.emulator import Faults, parse_scenario
@@ -184,3 +185,18 @@ async def test_a_gateway_that_owns_its_process_freezes_the_startup_heap_out_of_t
                 assert gc.get_freeze_count() == 0  # the default (tests, embedding): untouched
         finally:
             gc.unfreeze()
+
+
+async def test_the_retired_preview_path_gets_a_400_that_names_the_ga_path(emulator, gateway) -> None:
+    async with emulator() as emu, gateway(emu) as gw:
+        base = gw.http_base_url.replace("http://", "ws://")
+        url = f"{base}/openai/realtime?api-version=2024-10-01-preview&deployment=gpt-4o-realtime-preview"
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url):
+                pass
+    response = refused.value.response
+    assert response.status_code == 400
+    body = json.loads(response.body)
+    assert body["error"]["code"] == "beta_api_shape_disabled"
+    assert "/openai/v1/realtime?model=<deployment>" in body["error"]["message"]
+    assert emu.stats.handshakes == 0  # nothing was opened upstream

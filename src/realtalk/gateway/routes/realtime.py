@@ -3,7 +3,9 @@
 The official SDK points here unchanged (``AsyncOpenAI(websocket_base_url="ws://HOST:PORT/openai/v1",
 api_key=<gateway token>)``). ``?model=`` is accepted and ignored: the gateway serves one agent on
 its configured deployment. A refused upgrade is an HTTP answer (403 Origin, 401 credentials, 429
-limits, 503 shutting down) and nothing is opened upstream.
+limits, 503 shutting down) and nothing is opened upstream. The retired preview path
+(``/openai/realtime?api-version=...&deployment=...``) gets the 400 the emulator gives, which says
+where to go instead (a bare 403 left users guessing).
 """
 
 from __future__ import annotations
@@ -37,3 +39,17 @@ async def realtime(websocket: WebSocket) -> None:
         )
         return
     await state.serve(websocket, admission)
+
+
+PREVIEW_REFUSAL = (
+    "The preview Realtime API (/openai/realtime?api-version=...&deployment=...) is not supported. "
+    "Use the GA path /openai/v1/realtime?model=<deployment>, without api-version."
+)
+
+
+@router.websocket("/openai/realtime")
+async def preview(websocket: WebSocket) -> None:
+    state = state_of(websocket)
+    state.metrics.refused("preview_api")
+    body = {"error": {"code": "beta_api_shape_disabled", "message": PREVIEW_REFUSAL}}
+    await websocket.send_denial_response(JSONResponse(body, status_code=400))
