@@ -45,14 +45,26 @@ def test_a_malformed_scenario_file_stops_with_exit_2_naming_the_problem(tmp_path
 
 
 async def test_the_banner_says_how_to_point_clients_at_the_emulator(fast_engines) -> None:
-    async with Emulator(EmulatorConfig(keys=("k1",)), engines=fast_engines) as emu:
+    async with Emulator(EmulatorConfig(keys=("k1-secret-value",)), engines=fast_engines) as emu:
         console = Console(record=True, width=200)
         console.print(render_banner(emu, fast_engines.description))
         text = console.export_text()
     assert f"export AZURE_OPENAI_ENDPOINT=http://127.0.0.1:{emu.port}" in text
     assert "export AZURE_OPENAI_DEPLOYMENT_NAME=gpt-realtime-1.5" in text
-    assert "export AZURE_OPENAI_API_KEY=k1" in text
+    assert "export AZURE_OPENAI_API_KEY=<a key you passed with --key>" in text
+    assert "1 key from --key (15 characters)" in text
     assert f'websocket_base_url="ws://127.0.0.1:{emu.port}/openai/v1"' in text
+    assert 'api_key=os.environ["AZURE_OPENAI_API_KEY"]' in text
+    assert "k1-secret-value" not in text
+
+
+async def test_without_keys_the_banner_shows_the_placeholder_any_key_works_with(fast_engines) -> None:
+    async with Emulator(EmulatorConfig(), engines=fast_engines) as emu:
+        console = Console(record=True, width=200)
+        console.print(render_banner(emu, fast_engines.description))
+        text = console.export_text()
+    assert "export AZURE_OPENAI_API_KEY=any-non-empty-key" in text
+    assert 'api_key="any-non-empty-key"' in text
 
 
 @pytest.mark.slow
@@ -77,3 +89,34 @@ def test_the_command_serves_until_ctrl_c() -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+@pytest.mark.slow
+def test_the_command_never_prints_its_api_key_and_still_says_how_to_connect() -> None:
+    secret = "emulate-key-Zq81xW4vT0"
+    command = [sys.executable, "-c", "from realtalk.cli.app import main; main()", "emulate", "--port", "0"]
+    command += ["--vad", "energy", "--asr", "none", "--tts", "tone", "--key", secret, "--verbose"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        try:
+            assert process.stdout is not None
+            banner: list[str] = []
+            for line in process.stdout:  # the banner, up to its last line
+                banner.append(line)
+                if "Ctrl+C stops it" in line:
+                    break
+            text = "".join(banner)
+            assert secret not in text
+            endpoint = re.search(r"AZURE_OPENAI_ENDPOINT=(http://\S+)", text)
+            assert endpoint is not None, text
+            assert "export AZURE_OPENAI_API_KEY=" in text
+            assert f"1 key from --key ({len(secret)} characters)" in text
+            url = endpoint.group(1).replace("http://", "ws://") + "/openai/v1/realtime?model=gpt-realtime-1.5"
+            with connect(url, additional_headers={"api-key": secret}, open_timeout=10) as ws:
+                assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
+            process.send_signal(signal.SIGINT)
+            rest, _ = process.communicate(timeout=10)
+            assert process.returncode == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert secret not in text + rest

@@ -30,17 +30,29 @@ from realtalk.emulator.config import AsrEngineName, TtsEngineName, VadEngineName
 __all__ = ["emulate", "render_banner"]
 
 
+def _keys_fact(keys: tuple[str, ...]) -> str:
+    """Where the accepted keys come from and their lengths, never their values (they are secrets)."""
+    if not keys:
+        return "any non-empty key"
+    lengths = ", ".join(str(len(k)) for k in keys)
+    count = "1 key" if len(keys) == 1 else f"{len(keys)} keys"
+    return f"{count} from --key ({lengths} characters)"
+
+
 def render_banner(emu: Emulator, engines: str) -> Group:
-    """What to set so that realtalk, the SDK or any Realtime client talks to this emulator."""
+    """What to set so that realtalk, the SDK or any Realtime client talks to this emulator.
+
+    The banner never shows a configured key: the user who passed ``--key`` has it, and is told to
+    put it in ``AZURE_OPENAI_API_KEY`` (terminal scroll-back and CI logs keep what is printed).
+    """
     config = emu.config
     deployment = config.deployments[0] if config.deployments else "gpt-realtime-1.5"
-    key = config.keys[0] if config.keys else "any-non-empty-key"
     pace = "as fast as possible" if config.pace is None else f"{config.pace:g}x real time"
     facts = Table.grid(padding=(0, 2))
     facts.add_row("WebSocket", f"{emu.websocket_base_url}/realtime?model={deployment}")
     facts.add_row("REST", f"{emu.http_base_url}/openai/v1/realtime/client_secrets")
     facts.add_row("Deployments", ", ".join(config.deployments) if config.deployments else "any name")
-    facts.add_row("Keys", f"{len(config.keys)} configured" if config.keys else "any non-empty key")
+    facts.add_row("Keys", _keys_fact(config.keys))
     facts.add_row("Engines", engines)
     facts.add_row("Replies", "scenario" if config.scenario is not None else "spoken echo", style="")
     facts.add_row("Pace", pace)
@@ -48,9 +60,14 @@ def render_banner(emu: Emulator, engines: str) -> Group:
     env = Text()
     env.append(f"export AZURE_OPENAI_ENDPOINT={emu.http_base_url}\n")
     env.append(f"export AZURE_OPENAI_DEPLOYMENT_NAME={deployment}\n")
-    env.append(f"export AZURE_OPENAI_API_KEY={key}")
+    if config.keys:
+        env.append("export AZURE_OPENAI_API_KEY=<a key you passed with --key>")
+        api_key = 'os.environ["AZURE_OPENAI_API_KEY"]'
+    else:
+        env.append("export AZURE_OPENAI_API_KEY=any-non-empty-key")
+        api_key = '"any-non-empty-key"'
     sdk = Text(
-        f'AsyncOpenAI(websocket_base_url="{emu.websocket_base_url}", api_key="{key}")\n'
+        f'AsyncOpenAI(websocket_base_url="{emu.websocket_base_url}", api_key={api_key})\n'
         f'    .realtime.connect(model="{deployment}")'
     )
     return Group(
