@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -176,3 +177,61 @@ async def test_healthz_reports_sessions(emulator, session) -> None:
         async with session(emu), httpx.AsyncClient(base_url=emu.http_base_url) as http:
             health = (await http.get("/healthz")).json()
         assert health["status"] == "ok" and health["active_sessions"] == 1
+
+
+# Any bytes a client can put in a credential position, and what it gets: 401 for every value that
+# reaches the app (non-ASCII, invalid UTF-8, a valid key's prefix with a non-ASCII tail, an "ek_"
+# prefix with junk, a very long value); control bytes are not allowed in an HTTP header at all, and
+# the HTTP layer answers them 400 before the app. Never a 500, never the value echoed.
+HOSTILE_CREDENTIALS = [
+    pytest.param(b"\xff\xfe\xfd", 401, id="invalid-utf8"),
+    pytest.param("clé-ключ-鍵".encode(), 401, id="non-ascii-utf8"),
+    pytest.param(b"secret\xe9", 401, id="valid-key-plus-latin1-byte"),
+    pytest.param(b"ek_\xff\xfejunk", 401, id="ephemeral-prefix-with-junk"),
+    pytest.param(b"A" * 8000, 401, id="very-long"),
+    pytest.param(b"secret\x01\x7f", 400, id="control-bytes"),
+    pytest.param(b"secret\x00", 400, id="nul-byte"),
+]
+
+
+async def _raw_upgrade(port: int, header: bytes, path: str = f"/openai/v1/realtime?model={MODEL}") -> bytes:
+    """A WebSocket upgrade written byte for byte, and the head of the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n".encode()
+            + header
+            + b"\r\n\r\n"
+        )
+        await writer.drain()
+        async with asyncio.timeout(10):
+            return await reader.read(4096)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(("value", "status"), HOSTILE_CREDENTIALS)
+@pytest.mark.parametrize("position", ["api-key", "bearer"])
+async def test_any_bytes_in_a_credential_header_get_401_never_500(emulator, value, status, position) -> None:
+    header = b"api-key: " + value if position == "api-key" else b"Authorization: Bearer " + value
+    async with emulator(keys=("secret",)) as emu:
+        answer = await _raw_upgrade(emu.port, header)
+        assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:200]
+        assert value not in answer  # the refusal never echoes the credential
+        assert emu.stats.connections_accepted == 0
+
+
+async def test_any_bytes_in_the_api_key_query_parameter_get_401(emulator) -> None:
+    async with emulator(keys=("secret",)) as emu:
+        path = f"/openai/v1/realtime?model={MODEL}&api-key=%FF%FEsecret%C3%A9"
+        answer = await _raw_upgrade(emu.port, b"X-Nothing: 1", path)
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+
+
+async def test_any_bytes_as_a_client_secrets_credential_get_401(emulator) -> None:
+    async with emulator(keys=("secret",)) as emu:
+        async with httpx.AsyncClient(base_url=emu.http_base_url) as http:
+            for value in (b"\xff\xfe", "ключ".encode(), b"secret\xe9", b"ek_\xff"):
+                response = await http.post("/openai/v1/realtime/client_secrets", headers={"api-key": value})
+                assert response.status_code == 401, value

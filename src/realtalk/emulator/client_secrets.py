@@ -5,11 +5,15 @@ applies to starting one). The session configuration given at mint time becomes t
 configuration of every session opened with the key, and its ``model`` is the deployment used when
 the handshake names none.
 
-The store belongs to one emulator instance, is bounded, and forgets expired keys.
+The store belongs to one emulator instance, is bounded, and forgets expired keys. It is keyed by
+the SHA-256 of each key, and a lookup compares the bytes with ``hmac.compare_digest``: finding a
+key takes no time that depends on how much of it a guess got right.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -32,7 +36,7 @@ class MintedSecret:
 
 class ClientSecrets:
     def __init__(self) -> None:
-        self._secrets: dict[str, MintedSecret] = {}
+        self._secrets: dict[bytes, MintedSecret] = {}  # SHA-256 of the value → the secret
 
     def mint(self, *, ttl_s: int, model: str, session_update: dict[str, Any]) -> MintedSecret:
         self._forget_expired()
@@ -44,17 +48,19 @@ class ClientSecrets:
             model=model,
             session_update=session_update,
         )
-        self._secrets[secret.value] = secret
+        self._secrets[hashlib.sha256(secret.value.encode("ascii")).digest()] = secret
         return secret
 
-    def lookup(self, value: str) -> MintedSecret | None:
-        """The secret, if it exists and has not expired."""
-        secret = self._secrets.get(value)
-        if secret is None or secret.expires_at <= time.time():
+    def lookup(self, value: bytes) -> MintedSecret | None:
+        """The secret whose value is ``value`` (any bytes), if it exists and has not expired."""
+        secret = self._secrets.get(hashlib.sha256(value).digest())
+        if secret is None or not hmac.compare_digest(secret.value.encode("ascii"), value):
+            return None
+        if secret.expires_at <= time.time():
             return None
         return secret
 
     def _forget_expired(self) -> None:
         now = time.time()
-        for value in [v for v, s in self._secrets.items() if s.expires_at <= now]:
-            del self._secrets[value]
+        for digest in [d for d, s in self._secrets.items() if s.expires_at <= now]:
+            del self._secrets[digest]

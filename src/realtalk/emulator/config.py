@@ -43,6 +43,9 @@ class EmulatorConfig:
     plays); ``None`` sends everything as fast as possible.
     ``scenario``: scripted replies and faults (see ``realtalk.emulator.scenario``); without one, the
     emulator answers with a spoken echo of what it understood.
+    ``max_conversation_audio_bytes``: the audio bytes one session's conversation keeps for
+    ``conversation.item.retrieve``, for its latest items (default 2 MiB: about 22 s of 24 kHz PCM16);
+    older items keep their text, transcript and audio length (see ``conversation.py``). 0 keeps none.
     """
 
     host: str = "127.0.0.1"
@@ -60,6 +63,7 @@ class EmulatorConfig:
     client_secret_ttl_s: int = 600
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     audio_chunk_ms: int = 100
+    max_conversation_audio_bytes: int = 2 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.session_limit_s <= 0:
@@ -70,6 +74,10 @@ class EmulatorConfig:
             raise ValueError(f"audio_chunk_ms must be within 10..1000, got {self.audio_chunk_ms}")
         if self.max_event_bytes < 1024:
             raise ValueError(f"max_event_bytes must be >= 1024, got {self.max_event_bytes}")
+        if self.max_conversation_audio_bytes < 0:
+            raise ValueError(
+                f"max_conversation_audio_bytes must be >= 0, got {self.max_conversation_audio_bytes}"
+            )
         if any(not key for key in self.keys):
             raise ValueError("keys must not contain an empty string")
 

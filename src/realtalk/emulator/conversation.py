@@ -4,8 +4,15 @@ Items are kept as the JSON objects the server sends (without audio) plus the aud
 format they arrived or were produced in. Event payloads never include audio except
 ``conversation.item.retrieved`` (§2.4), so :meth:`Item.wire` leaves it out unless asked.
 
-The conversation is bounded (``max_items``; oldest dropped, as the service's ``truncation: auto``
-eventually drops the oldest items from the context).
+The conversation is bounded in items (``max_items``; oldest dropped, as the service's
+``truncation: auto`` eventually drops the oldest items from the context) and in audio bytes
+(``max_audio_bytes``, ``EmulatorConfig.max_conversation_audio_bytes``): the latest items keep their
+audio, whole, while it fits; older ones release theirs and keep their text, transcript and audio
+*length*. The length is all the protocol needs of an old item (§2.5 E: ``conversation.item.truncate``
+checks ``audio_end_ms`` against it and cuts it; usage counts audio tokens from it); only
+``conversation.item.retrieve`` would return the bytes, and for an item past the budget it returns
+the item without its ``audio`` field. Without this bound, a long voice conversation kept every
+turn's audio for as long as the connection lasted (a soak grew ~2.4 MB a minute per session).
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ class Item:
         self, data: dict[str, Any], *, audio: bytes | None = None, audio_format: FormatType = "audio/pcm"
     ):
         self.data = data
-        self.audio = bytearray(audio) if audio is not None else None
+        self.has_audio = audio is not None  # an audio item, whether or not its bytes are still held
+        self._audio = bytearray(audio) if audio is not None else None
+        self._audio_bytes = len(self._audio) if self._audio is not None else 0
         self.audio_format: FormatType = audio_format
         self.version = 0  # changes whenever the content does (the usage cache keys on it)
 
@@ -52,9 +61,28 @@ class Item:
 
     @property
     def audio_ms(self) -> int:
-        if self.audio is None:
-            return 0
-        return len(self.audio) // BYTES_PER_MS[self.audio_format]
+        """The audio's length, known even when its bytes were released."""
+        return self._audio_bytes // BYTES_PER_MS[self.audio_format]
+
+    @property
+    def audio_bytes_held(self) -> int:
+        return len(self._audio) if self._audio is not None else 0
+
+    def add_audio(self, chunk: bytes) -> None:
+        self._audio_bytes += len(chunk)
+        if self._audio is not None:
+            self._audio += chunk
+
+    def cut_audio(self, end_ms: int) -> None:
+        """Keep the audio up to ``end_ms`` (truncation); the caller checked it is within the length."""
+        end = end_ms * BYTES_PER_MS[self.audio_format]
+        self._audio_bytes = min(self._audio_bytes, end)
+        if self._audio is not None:
+            del self._audio[end:]
+
+    def release_audio(self) -> None:
+        """Forget the audio's bytes, keep its length (the conversation's audio budget)."""
+        self._audio = None
 
     @property
     def has_output_audio(self) -> bool:
@@ -81,8 +109,8 @@ class Item:
                 "object": "realtime.item",
                 **{k: v for k, v in data.items() if k != "id"},
             }
-        if with_audio and self.audio is not None:
-            encoded = base64.b64encode(bytes(self.audio)).decode("ascii")
+        if with_audio and self._audio is not None:
+            encoded = base64.b64encode(bytes(self._audio)).decode("ascii")
             for part in data.get("content", []):
                 if part.get("type") in ("input_audio", "output_audio"):
                     part["audio"] = encoded
@@ -113,10 +141,11 @@ class Item:
 class Conversation:
     """The default conversation of one session."""
 
-    def __init__(self, max_items: int = 4096) -> None:
+    def __init__(self, max_items: int = 4096, max_audio_bytes: int = 2 * 1024 * 1024) -> None:
         self.id = new_id("conv")
         self._items: list[Item] = []
         self._max_items = max_items
+        self._max_audio_bytes = max_audio_bytes
 
     def __iter__(self) -> Iterator[Item]:
         return iter(list(self._items))
@@ -164,6 +193,27 @@ class Conversation:
     def segments(self) -> list[Segment]:
         return [item.segment() for item in self._items]
 
+    @property
+    def audio_bytes_held(self) -> int:
+        return sum(item.audio_bytes_held for item in self._items)
+
+    def bound_audio(self) -> None:
+        """Release the audio of the items past the budget, oldest first (call after adding audio)."""
+        held = 0
+        full = False
+        for item in reversed(self._items):
+            size = item.audio_bytes_held
+            if not size:
+                continue
+            # Whole items only (a retrieve never returns part of one), and once one does not fit,
+            # every older one goes too: the audio kept is always that of the latest items.
+            full = full or held + size > self._max_audio_bytes
+            if full:
+                item.release_audio()
+            else:
+                held += size
+
     def _bound(self) -> None:
         if len(self._items) > self._max_items:
             del self._items[: len(self._items) - self._max_items]
+        self.bound_audio()

@@ -319,7 +319,7 @@ class ResponseRun:
         next_word = 0
         await self._first_delta()
         started = time.monotonic()
-        assert item.audio is not None
+        assert item.has_audio
         if not encoded:  # nothing to hear: the transcript still goes out
             for word in words:
                 said.append(word)
@@ -346,7 +346,9 @@ class ResponseRun:
                 await self._emit(events.audio_transcript_delta(self.id, item.id, output_index, word))
             next_word = word_stop
             self._out_text_tokens += extra_tokens
-            item.audio += chunk
+            item.add_audio(chunk)
+            if self._conversation is not None:
+                self._conversation.bound_audio()
             item.data["content"] = [{"type": "output_audio", "transcript": "".join(said)}]
             self.produced_audio = True
             await self._emit(

@@ -21,6 +21,7 @@ session's own tasks are stopped.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import uuid
@@ -117,6 +118,21 @@ def _credential(headers: Any, query: Any) -> Credential | None:
     return None
 
 
+def _credential_bytes(value: str) -> bytes:
+    # Header values arrive decoded as latin-1 and query values as UTF-8: any str encodes (lone
+    # surrogates included), so any bytes a client sends end in a comparison, never an exception.
+    return value.encode("utf-8", "surrogatepass")
+
+
+def _is_configured_key(keys: tuple[str, ...], value: str) -> bool:
+    """Whether ``value`` is one of ``keys``, in time independent of where they differ."""
+    candidate = _credential_bytes(value)
+    found = False
+    for key in keys:  # every key is compared: which one matched does not show in the timing
+        found |= hmac.compare_digest(candidate, key.encode("utf-8"))
+    return found
+
+
 def _authenticate(
     state: EmulatorState, headers: Any, query: Any, *, allow_ephemeral: bool
 ) -> tuple[str, MintedSecret | None] | JSONResponse:
@@ -126,9 +142,9 @@ def _authenticate(
         return _azure_error(401, "401", _MISSING_KEY)
     value, kind = found
     if value.startswith("ek_"):
-        minted = state.secrets.lookup(value) if allow_ephemeral else None
+        minted = state.secrets.lookup(_credential_bytes(value)) if allow_ephemeral else None
         return ("ephemeral", minted) if minted is not None else _azure_error(401, "401", _INVALID_KEY)
-    if state.config.keys and value not in state.config.keys:
+    if state.config.keys and not _is_configured_key(state.config.keys, value):
         return _azure_error(401, "401", _INVALID_KEY)
     return kind, None
 
@@ -161,8 +177,7 @@ async def _realtime(websocket: WebSocket) -> None:
     try:
         await _pump(websocket, session, outbox, record)
     finally:
-        record.closed = True
-        state.stats.notify()
+        state.stats.close_session(record)
 
 
 def _refuse_handshake(
@@ -255,7 +270,7 @@ async def _write(websocket: WebSocket, outbox: Outbox, record: SessionRecord) ->
                 _abort(websocket)
                 return
             await websocket.send_text(json.dumps(message, separators=(",", ":")))
-            record.server_events.append(message["type"])
+            record.server_event(message["type"])
     except (WebSocketDisconnect, RuntimeError, OSError):
         return  # the client went away while we were sending: nothing more to do
 

@@ -19,6 +19,12 @@ speech start, barge-in (cancel the active response, awaited so its closing event
 §2.5 E); on speech stop, commit the speech as a user item, then create a response when
 ``create_response`` is on (§2.5 B). State is per instance: nothing is shared between connections
 except the instance's read-only engines.
+
+Memory per session is bounded whatever the client sends: the outbox (``outbox.py``), the input
+audio buffer (``audio_input.py``: a short tail while nobody speaks, ``max_buffer_ms`` at most), the
+conversation (``conversation.py``: ``max_items``, and the audio of its latest items within
+``EmulatorConfig.max_conversation_audio_bytes``), the recent recognitions and cached contexts, and
+the stats' record of the session (``stats.py``: counters, and a bounded history of summaries).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from realtalk.emulator import errors, events
-from realtalk.emulator.audio_input import BYTES_PER_MS, InputAudio, VadEvent
+from realtalk.emulator.audio_input import InputAudio, VadEvent
 from realtalk.emulator.config import EmulatorConfig
 from realtalk.emulator.conversation import ROOT, Conversation, Item
 from realtalk.emulator.engines import Engines, Transcription, VadSettings
@@ -61,7 +67,7 @@ from realtalk.emulator.session_config import (
 from realtalk.emulator.stats import SessionRecord, summarise_client_event
 from realtalk.emulator.transcription import Transcriber
 from realtalk.emulator.usage import CacheTracker
-from realtalk.emulator.validation import check_client_event
+from realtalk.emulator.validation import CLIENT_EVENT_TYPES, check_client_event
 
 __all__ = ["RealtimeSession"]
 
@@ -104,7 +110,7 @@ class RealtimeSession:
             self.session = apply_update(
                 self.session, {"type": "realtime", **initial_update}, audio_produced=False
             )
-        self.conversation = Conversation()
+        self.conversation = Conversation(max_audio_bytes=config.max_conversation_audio_bytes)
         self.input = InputAudio()
         self._vad_key: tuple[Any, ...] | None = None
         self._speech_item_id: str | None = None
@@ -186,7 +192,7 @@ class RealtimeSession:
         # A frame's size in bytes; encoding to count only matters near the limit (4 bytes/char max).
         size = len(text.encode("utf-8")) if len(text) * 4 > self._config.max_event_bytes else len(text)
         if size > self._config.max_event_bytes:
-            self._record.client_events.append({"type": None, "oversized_bytes": size})
+            self._record.client_event({"type": None, "oversized_bytes": size}, 64, "<oversized>")
             await self._emit(
                 events.error(errors.event_too_large(size, self._config.max_event_bytes).to_object(None))
             )
@@ -197,16 +203,20 @@ class RealtimeSession:
             # Any parser failure is the client's malformed event, answered and survived: a syntax
             # error, nesting past the recursion limit, or an integer past Python's 4,300-digit
             # conversion limit (a bare ValueError, which once dropped the connection).
-            self._record.client_events.append({"type": None, "invalid_json": True})
+            self._record.client_event({"type": None, "invalid_json": True}, 64, "<invalid json>")
             detail = str(exc) if isinstance(exc, json.JSONDecodeError) else _PARSER_LIMIT
             await self._emit(events.error(errors.invalid_json(detail).to_object(None)))
             return
         if not isinstance(data, dict):
-            self._record.client_events.append({"type": None, "not_an_object": True})
+            self._record.client_event({"type": None, "not_an_object": True}, 64, "<not an object>")
             await self._emit(events.error(errors.not_an_object().to_object(None)))
             return
         client_event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
-        self._record.client_events.append(summarise_client_event(data))
+        # Counted under its type only when it is one: a fuzzer's made-up types would grow the counters.
+        kind = data.get("type")
+        self._record.client_event(
+            *summarise_client_event(data), kind if kind in CLIENT_EVENT_TYPES else "<unknown type>"
+        )
         try:
             event_type = check_client_event(data)
             await self._handlers[event_type](data)
@@ -369,11 +379,11 @@ class RealtimeSession:
         item = self.conversation.get(event["item_id"])
         if item is None:
             raise errors.item_not_found("truncate", event["item_id"])
-        if not item.has_output_audio or item.audio is None or content_index != 0:
+        if not item.has_output_audio or not item.has_audio or content_index != 0:
             raise errors.truncate_unsupported_content()
         if audio_end_ms > item.audio_ms:
             raise errors.truncate_beyond_audio(item.audio_ms, audio_end_ms)
-        del item.audio[audio_end_ms * BYTES_PER_MS[item.audio_format] :]
+        item.cut_audio(audio_end_ms)  # also an item whose bytes were released: its length is kept
         for part in item.data["content"]:
             if part.get("type") == "output_audio":
                 # The server drops the transcript so the context holds no text the user did not hear.
@@ -497,7 +507,7 @@ class RealtimeSession:
             function_result = FunctionResult(call_id, name, latest.data.get("output", ""))
         elif latest is not None:
             user_text = latest.text()
-            if latest.audio is not None:
+            if latest.has_audio:
                 user_audio_ms = latest.audio_ms
                 recognition = self._transcriber.result(latest.id)
                 # A scripted reply does not depend on the transcript: do not make it wait, as the

@@ -2,8 +2,22 @@
 
 Tests of the client and of the gateway use it to prove negatives ("the emulator saw no
 connection", "this event was never forwarded") and to wait for a condition without sleeping:
-:meth:`EmulatorStats.wait_for` wakes on every change. Records keep event *summaries* (type,
-``event_id``, audio sizes instead of audio), in bounded deques, for the latest sessions.
+:meth:`EmulatorStats.wait_for` wakes on every change.
+
+Memory is bounded whatever clients send, however long the instance runs (a long fuzz run once grew
+the emulator from 107 to 600 MB: it kept every event payload of every session, closed or not):
+
+- Every session record keeps *counters*: client events by type (invalid frames under a few
+  ``<...>`` kinds, never under a name the client chose), server events by type. The instance keeps
+  the latest :attr:`EmulatorStats.MAX_SESSIONS_KEPT` records; its own counters count them all.
+- An open session also keeps a recent history of client event *summaries*, never payloads: base64
+  audio becomes its decoded size (``"<4800 bytes>"``), a string longer than
+  :attr:`EmulatorStats.MAX_STRING_CHARS_KEPT` becomes its length (``"<100000 characters>"``),
+  nesting deeper than ``_MAX_DEPTH`` becomes ``"<nested>"``. The history holds at most
+  ``MAX_EVENTS_KEPT`` summaries and about ``MAX_EVENT_BYTES_KEPT`` bytes, oldest dropped first.
+- When a session closes, its history stays only while it is among the latest
+  :attr:`EmulatorStats.CLOSED_SESSIONS_WITH_EVENTS` closed sessions (a test reads what the
+  session it just ended was sent); older closed sessions keep their counters only.
 """
 
 from __future__ import annotations
@@ -15,58 +29,136 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EmulatorStats", "SessionRecord"]
+__all__ = ["EmulatorStats", "SessionRecord", "summarise_client_event"]
 
-_MAX_EVENTS_KEPT = 5_000  # per session and direction: the latest ones
-_MAX_SESSIONS_KEPT = 1_000  # the latest sessions' records; the counters count them all
+MAX_EVENTS_KEPT = 5_000  # per open session and direction: the latest ones
+MAX_EVENT_BYTES_KEPT = 256 * 1024  # per open session: the summaries' estimated size
+MAX_STRING_CHARS_KEPT = 1_024  # longer strings are kept as their length
+_MAX_DEPTH = 16  # deeper containers are kept as "<nested>"
+_CONTAINER_BYTES = 64  # estimated overhead of a dict or list, and of each entry in it
+_ENTRY_BYTES = 16
 
 
-def summarise_client_event(event: dict[str, Any]) -> dict[str, Any]:
-    """The event without bulky payloads: base64 audio is replaced by its decoded size."""
-    summary = dict(event)
-    audio = summary.get("audio")
-    if isinstance(audio, str):
-        summary["audio"] = f"<{len(audio) * 3 // 4} bytes>"
-    return summary
+def _summarise(value: Any, depth: int, key: str | None) -> tuple[Any, int]:
+    """(summary of ``value``, its estimated size in bytes)."""
+    if isinstance(value, str):
+        if key == "audio":
+            value = f"<{len(value) * 3 // 4} bytes>"
+        elif len(value) > MAX_STRING_CHARS_KEPT:
+            value = f"<{len(value)} characters>"
+        return value, len(value) + _ENTRY_BYTES
+    if isinstance(value, dict | list):
+        if depth >= _MAX_DEPTH:
+            return "<nested>", _ENTRY_BYTES
+        size = _CONTAINER_BYTES
+        if isinstance(value, dict):
+            summary: dict[str, Any] = {}
+            for name, inner in value.items():
+                summary[name], inner_size = _summarise(inner, depth + 1, name)
+                size += inner_size + len(name) + _ENTRY_BYTES
+            return summary, size
+        items = []
+        for inner in value:
+            item, inner_size = _summarise(inner, depth + 1, None)
+            items.append(item)
+            size += inner_size + _ENTRY_BYTES
+        return items, size
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<{value.bit_length()}-bit integer>", _ENTRY_BYTES  # a fuzzer's 4,000-digit number
+    return value, _ENTRY_BYTES
+
+
+def summarise_client_event(event: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The event without bulky payloads, and the summary's estimated size in bytes."""
+    summary, size = _summarise(event, 0, None)
+    return summary, size
 
 
 @dataclass
 class SessionRecord:
-    """One accepted WebSocket connection (one Realtime session)."""
+    """One accepted WebSocket connection (one Realtime session); see the module docstring."""
 
     session_id: str
     deployment: str
     credential_kind: str  # "api-key" | "bearer" | "query" | "ephemeral"
     opened_at: float = field(default_factory=time.time)
-    client_events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_MAX_EVENTS_KEPT))
-    server_events: deque[str] = field(default_factory=lambda: deque(maxlen=_MAX_EVENTS_KEPT))
+    client_events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS_KEPT))
+    server_events: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS_KEPT))
+    client_event_counts: dict[str, int] = field(default_factory=dict)
+    server_event_counts: dict[str, int] = field(default_factory=dict)
     close_code: int | None = None
     close_reason: str = ""
     dropped: bool = False
     closed: bool = False
+    _sizes: deque[int] = field(default_factory=deque, repr=False)
 
     @property
     def client_event_types(self) -> list[str]:
+        """The types of the client events still in the history (see ``client_event_counts``)."""
         return [str(e.get("type")) for e in self.client_events]
+
+    @property
+    def client_events_total(self) -> int:
+        return sum(self.client_event_counts.values())
+
+    @property
+    def kept_event_bytes(self) -> int:
+        """The estimated size of the client event summaries this record holds."""
+        return sum(self._sizes)
+
+    def client_event(self, summary: dict[str, Any], size_bytes: int, kind: str) -> None:
+        """Count a client event under ``kind`` and keep its summary in the recent history."""
+        self.client_event_counts[kind] = self.client_event_counts.get(kind, 0) + 1
+        if self.closed:
+            return
+        if len(self.client_events) == MAX_EVENTS_KEPT:
+            self._sizes.popleft()  # the deque drops its oldest summary on append
+        self.client_events.append(summary)
+        self._sizes.append(size_bytes)
+        kept = sum(self._sizes)
+        while kept > MAX_EVENT_BYTES_KEPT and len(self.client_events) > 1:
+            self.client_events.popleft()
+            kept -= self._sizes.popleft()
+
+    def server_event(self, event_type: str) -> None:
+        self.server_event_counts[event_type] = self.server_event_counts.get(event_type, 0) + 1
+        self.server_events.append(event_type)
+
+    def forget_events(self) -> None:
+        """Drop the event history; the counters stay."""
+        self.client_events.clear()
+        self.server_events.clear()
+        self._sizes.clear()
 
 
 class EmulatorStats:
     """Counters and per-session records of one emulator instance."""
 
+    MAX_SESSIONS_KEPT = 1_000  # the latest sessions' records; the counters count them all
+    CLOSED_SESSIONS_WITH_EVENTS = 8  # the latest closed sessions that keep their event history
+    MAX_STRING_CHARS_KEPT = MAX_STRING_CHARS_KEPT
+
     def __init__(self) -> None:
         self.handshakes = 0  # WebSocket upgrade requests seen, accepted or not
         self.rejected: dict[int, int] = {}  # HTTP status → count
         self.connections_accepted = 0
-        self.sessions: deque[SessionRecord] = deque(maxlen=_MAX_SESSIONS_KEPT)
+        self.sessions_closed = 0
+        self.sessions: deque[SessionRecord] = deque(maxlen=self.MAX_SESSIONS_KEPT)
         self.client_secrets_minted = 0
+        self._closed_with_events: deque[SessionRecord] = deque()
         self._changed = asyncio.Event()
 
     @property
     def active_sessions(self) -> int:
-        return sum(1 for s in self.sessions if not s.closed)
+        return self.connections_accepted - self.sessions_closed
+
+    @property
+    def kept_event_bytes(self) -> int:
+        """The estimated size of all the event summaries kept (bounded; see the module docstring)."""
+        return sum(s.kept_event_bytes for s in self.sessions)
 
     def events_received(self, event_type: str | None = None) -> list[dict[str, Any]]:
-        """Every client event summary of every session (optionally of one type), in order."""
+        """Every client event summary still kept (optionally of one type), in order."""
         found = [e for s in self.sessions for e in s.client_events]
         return found if event_type is None else [e for e in found if e.get("type") == event_type]
 
@@ -96,3 +188,14 @@ class EmulatorStats:
         self.sessions.append(record)
         self.notify()
         return record
+
+    def close_session(self, record: SessionRecord) -> None:
+        """The connection ended: keep the record's counters, and its history for a while."""
+        if record.closed:
+            return
+        record.closed = True
+        self.sessions_closed += 1
+        self._closed_with_events.append(record)
+        while len(self._closed_with_events) > self.CLOSED_SESSIONS_WITH_EVENTS:
+            self._closed_with_events.popleft().forget_events()
+        self.notify()
