@@ -106,11 +106,11 @@ async def test_serve_and_emulate_at_debug_never_write_a_secret(
         # The emulator's own handshake, with a key carrying bytes that are not ASCII.
         api_key = b"api-key: " + UPSTREAM_KEY.encode() + b"\xff"
         assert await raw_status(emulator_port, _upgrade(f"/openai/v1/realtime?model={MODEL}", api_key)) == 401
-    # Its stdout is the start-up banner, not a log (issue 13 item 10 is about what it shows).
     outputs = {
         "realtalk serve stdout": serve.text("stdout"),
         "realtalk serve stderr": serve.text("stderr"),
         "realtalk emulate stderr": emulate.text("stderr"),
+        "realtalk emulate stdout": emulate.text("stdout"),  # its banner (issue 13, defect 10)
     }
     leaks = [leak for source, text in outputs.items() for leak in secret_scan.check_text(source, text)]
     assert not leaks, "\n".join(leak.describe() for leak in leaks)
