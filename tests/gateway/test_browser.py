@@ -11,8 +11,11 @@ Two tiers:
   both sides on the page, played samples counted, and a barge-in whose truncate (seen by the
   emulator) matches what the page says it played.
 
-They need ``/usr/bin/chromium`` (``apt-get install chromium``; never ``playwright install``, see
-docs/testing-audio.md): skipped locally without it, a failure under CI.
+They need ``/usr/bin/chromium`` (``apt-get install chromium``): skipped locally without it, a
+failure under CI. Playwright drives Debian's Chromium through ``executable_path``; never run
+``playwright install``, which downloads a browser build from a host these machines cannot reach.
+The session controls and messages (sign-in, mute, closes, reconnecting) are in
+``test_browser_session_ui.py``.
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ UPSTREAM_KEY = "browser-test-upstream-key"
 
 pytestmark = [pytest.mark.system_package("chromium"), pytest.mark.slow]
 
-# docs/testing-audio.md, "Browsers": the flags that make headless Chromium work offline with a fake
-# microphone and no sound card.
+# Headless Chromium offline, with no sound card: nothing fetched from the network (QUIC, component
+# updates, sync), the microphone prompt answered yes, and a fake microphone (a beep, or the WAV
+# file given with --use-file-for-fake-audio-capture; "%noloop" plays it once instead of repeating).
 CHROMIUM_FLAGS = (
     "--headless=new",
     "--no-sandbox",
@@ -272,6 +276,28 @@ class UiStack:
         return self.gateway.http_base_url + "/"
 
 
+def settings_for(tmp_path: Path, emulator: Emulator, **overrides: Any) -> Settings:
+    """``realtalk serve``'s settings for a gateway in front of ``emulator``, on a free loopback port
+    unless ``overrides`` say otherwise (``gateway_port``, ``gateway_tokens``, limits, ...)."""
+    profile = tmp_path / "agent.toml"
+    profile.write_text('transcription = {model = "gpt-4o-transcribe", language = "en"}\n')
+    defaults: dict[str, Any] = {
+        "gateway_host": "127.0.0.1",
+        "gateway_port": 0,
+        "gateway_tokens": None,
+        "gateway_secret": None,
+        "gateway_drain_s": 0,
+    }
+    return Settings(
+        _env_file=None,  # pydantic-settings: ignore a developer's .env
+        azure_openai_endpoint=emulator.http_base_url,
+        azure_openai_api_key=UPSTREAM_KEY,
+        azure_openai_deployment_name="gpt-realtime-1.5",
+        gateway_profile=profile,
+        **{**defaults, **overrides},
+    )
+
+
 @asynccontextmanager
 async def ui_stack(
     tmp_path: Path, engines: Engines, scenario: Scenario, **gateway_settings: Any
@@ -282,19 +308,7 @@ async def ui_stack(
     """
     config = EmulatorConfig(keys=(UPSTREAM_KEY,), pace=1.0, scenario=scenario)
     async with Emulator(config, engines=engines) as emulator:
-        profile = tmp_path / "agent.toml"
-        profile.write_text('transcription = {model = "gpt-4o-transcribe", language = "en"}\n')
-        settings = Settings(
-            _env_file=None,  # pydantic-settings: ignore a developer's .env
-            azure_openai_endpoint=emulator.http_base_url,
-            azure_openai_api_key=UPSTREAM_KEY,
-            azure_openai_deployment_name="gpt-realtime-1.5",
-            gateway_host="127.0.0.1",
-            gateway_port=0,
-            gateway_profile=profile,
-            **{"gateway_tokens": None, "gateway_secret": None, "gateway_drain_s": 0, **gateway_settings},
-        )
-        async with Gateway(create_app(settings)) as gateway:
+        async with Gateway(create_app(settings_for(tmp_path, emulator, **gateway_settings))) as gateway:
             yield UiStack(gateway, emulator)
 
 
@@ -359,10 +373,10 @@ async def test_the_page_loads_signed_in_and_shows_that_the_upstream_is_the_emula
         await page.add_init_script(RECORD_SENT_EVENTS)
         await page.goto(stack.page_url)
         assert await page.title() == "realtalk"
-        # Nothing is opened upstream before the user asks (lessons.md, mistake 6).
+        # Nothing is opened (and billed) upstream before the user asks.
         assert stack.emulator.stats.connections_accepted == 0
         assert await page.locator("#auth").is_hidden(), "a loopback gateway without tokens needs no sign-in"
-        assert await page.get_by_role("status").text_content() == "Press Start to talk"
+        await page.get_by_role("status").filter(has_text="Press Start to talk").wait_for(timeout=5_000)
         await page.get_by_label("Headphones").check()
         await page.get_by_role("button", name="Start").click()
         badge = page.locator("#emulator-badge")
@@ -372,8 +386,9 @@ async def test_the_page_loads_signed_in_and_shows_that_the_upstream_is_the_emula
         state = await hooks(page)
         assert state["session"]["upstream"] == "emulator"
         assert state["session"]["sample_rate_hz"] == 24_000
-        # The processing switches reach the microphone explicitly (docs/testing-audio.md):
-        # headphones turn echo cancellation off, and taking them off turns it back on, live.
+        # The processing switches reach the microphone explicitly (in Chromium, echoCancellation
+        # alone also turns gain control on): headphones turn echo cancellation off, and taking
+        # them off turns it back on, live.
         applied = state["microphoneSettings"]
         processing = ("echoCancellation", "noiseSuppression", "autoGainControl")
         assert tuple(applied[name] for name in processing) == (False, True, True)
@@ -386,7 +401,8 @@ async def test_the_page_loads_signed_in_and_shows_that_the_upstream_is_the_emula
         await page.wait_for_function("window.realtalk.chunksSent >= 10", timeout=5_000)
         await page.get_by_role("button", name="Stop").click()
         await page.wait_for_function("window.realtalk.status === 'closed'", timeout=5_000)
-        assert "stopped by the user" in (await page.get_by_role("status").text_content() or "")
+        assert await page.get_by_role("status").text_content() == "Stopped. Press Start to talk again."
+        assert await page.get_by_role("button", name="Reconnect").is_hidden(), "the user chose to stop"
         await stack.emulator.stats.wait_for(lambda stats: stats.active_sessions == 0, timeout_s=5)
         sent = set(await page.evaluate("window.sentEventTypes"))
         assert sent == {"input_audio_buffer.append"}
@@ -420,7 +436,7 @@ async def test_without_a_session_the_page_asks_for_a_token_and_keeps_it_only_in_
         assert stack.emulator.stats.connections_accepted == 1
 
 
-async def test_when_the_gateway_ends_the_session_the_page_shows_its_notice_and_the_close_reason(
+async def test_when_the_gateway_ends_the_session_the_page_says_why_in_its_words_and_offers_to_reconnect(
     tmp_path: Path, speech_engines: Engines
 ) -> None:
     scenario = parse_scenario({"turns": [{"say": REPLY}]})
@@ -432,17 +448,18 @@ async def test_when_the_gateway_ends_the_session_the_page_shows_its_notice_and_t
         await open_ui(page, stack)
         await page.wait_for_function("window.realtalk.status === 'closed'", timeout=10_000)
         status = await page.get_by_role("status").text_content()
-        notice = page.get_by_role("alert").filter(has_text="time limit of 1.5 s")
-        await notice.wait_for(timeout=2_000)
+        reconnect_visible = await page.get_by_role("button", name="Reconnect").is_visible()
+        # The session's notices went with it: the status says why it closed (issue 13, defect 12).
+        banner_hidden = await page.locator("#notice").is_hidden()
         state = await hooks(page)
     # The reason comes from the close frame; a limit is final, so the page does not reconnect.
     assert state["closeInfo"] == {
         "code": 1008,
         "reason": "The session reached the gateway's time limit of 1.5 s; connect again.",
     }
-    assert (
-        status == "Closed: The session reached the gateway's time limit of 1.5 s; connect again. (code 1008)"
-    )
+    # The gateway's sentence, not a close code.
+    assert status == "Closed: The session reached the gateway's time limit of 1.5 s; connect again."
+    assert reconnect_visible and banner_hidden
     assert stack.emulator.stats.connections_accepted == 1
 
 
@@ -464,8 +481,13 @@ async def test_a_spoken_question_gets_both_transcripts_and_a_reply_whose_every_s
         )
         lines = await transcript_lines(page)
         state = await hooks(page)
+        # Cost is the core's estimate at list prices, and says so (issue 13, defect 12).
+        cost = page.locator("#cost-total").filter(has_text=re.compile(r"\d"))
+        await cost.wait_for(timeout=5_000)
+        cost_text = await cost.text_content()
     assert_the_spoken_turn(lines, state)
     assert_nothing_was_interrupted(state, stack)
+    assert re.fullmatch(r"≈ \$\d+\.\d{4} at list prices", cost_text or ""), cost_text
 
 
 async def test_barging_in_truncates_the_reply_upstream_at_the_position_the_page_played(

@@ -123,7 +123,10 @@ async def test_the_page_runs_in_firefox_and_asks_for_the_microphone_with_explici
         assert await page.evaluate("document.title") == "realtalk"
         assert stack.emulator.stats.connections_accepted == 0, "nothing opened upstream before Start"
         assert await page.evaluate("document.getElementById('auth').hidden") is True
-        assert await page.evaluate("document.getElementById('status').textContent") == "Press Start to talk"
+        # Start waits for the gateway's answer on sign-in (none needed here).
+        await page.wait_for(
+            "document.getElementById('status').textContent === 'Press Start to talk'", timeout_s=5
+        )
         await page.click("#headphones")
         await page.click("#start")
         await page.wait_for("!document.getElementById('emulator-badge').hidden", timeout_s=10)
@@ -143,7 +146,8 @@ async def test_the_page_runs_in_firefox_and_asks_for_the_microphone_with_explici
         assert await page.evaluate("document.getElementById('status').textContent") == "Listening (muted)"
         await page.click("#stop")
         await page.wait_for("window.realtalk.status === 'closed'", timeout_s=5)
-        assert "stopped by the user" in await page.evaluate("document.getElementById('status').textContent")
+        status = await page.evaluate("document.getElementById('status').textContent")
+        assert status == "Stopped. Press Start to talk again."
         requests = await page.evaluate("window.fakeMicrophone.requests")
         opened = await page.evaluate("window.fakeMicrophone.opened")
         sent = set(await page.evaluate("window.sentEventTypes"))

@@ -3,7 +3,8 @@
  * read-only statistics on `window.realtalk` for end-to-end tests and for curious users.
  *
  * Nothing connects on page load: an upstream session is opened (and billed) only after the
- * user presses Start (lessons.md, mistake 6).
+ * user presses Start. Start waits for the gateway's answer on sign-in: where a sign-in is
+ * needed, the page asks for it first instead of offering a Start that can only be refused.
  *
  * @module app
  */
@@ -66,6 +67,10 @@ const hooks = Object.freeze({
   get sampleRate() {
     return controller.audio.sampleRate;
   },
+  /** @returns {boolean | null} whether the microphone track is disabled (null: no microphone) */
+  get microphoneMuted() {
+    return controller.audio.microphoneMuted;
+  },
   get microphoneSettings() {
     const settings = controller.audio.microphoneSettings();
     return settings && { ...settings };
@@ -85,9 +90,12 @@ const hooks = Object.freeze({
 });
 Object.defineProperty(window, "realtalk", { value: hooks, writable: false, configurable: false });
 
+/** @returns {Promise<void>} once the page shows what the gateway says about sign-in */
 async function refreshAuth() {
   const { state, info } = await checkSession();
   view.showAuth(state === "token-required");
+  view.setSignedIn(info.subject, state === "ok" && info.auth_required === true);
+  controller.setSignIn(state);
   if (state === "unavailable") view.showNotice("error", "The gateway cannot be reached.", "unreachable");
   // If the gateway says where sessions go, show it before Start (realtalk.session confirms later).
   if (typeof info.upstream === "string" && !controller.session) view.setUpstream(info.upstream, info.deployment);
@@ -98,9 +106,11 @@ function wire() {
   if (unsupported) {
     view.showNotice("error", `Voice is not available: ${unsupported}.`, "unsupported");
     view.setControls({ running: false, muted: false, canStart: false });
+    view.setStatus("unsupported", "Voice is not available in this browser.");
     return;
   }
   document.getElementById("start")?.addEventListener("click", () => void controller.start());
+  document.getElementById("reconnect")?.addEventListener("click", () => void controller.start());
   document.getElementById("stop")?.addEventListener("click", () => controller.stop());
   document.getElementById("mute")?.addEventListener("click", () => controller.setMuted(!controller.muted));
   for (const id of ["headphones", "noise-suppression", "auto-gain"]) {
@@ -116,6 +126,7 @@ function wire() {
     const result = await signIn(token);
     if (result.ok) {
       await refreshAuth();
+      if (controller.signIn === "ok") controller.confirmSignIn();
     } else {
       view.showAuth(true, result.message);
     }

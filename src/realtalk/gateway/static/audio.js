@@ -162,6 +162,12 @@ export class AudioEngine {
     });
   }
 
+  /** @returns {boolean | null} whether the live microphone track is disabled (null: none open) */
+  get microphoneMuted() {
+    const track = this.stream?.getAudioTracks()[0];
+    return track ? !track.enabled : null;
+  }
+
   /** @returns {MediaTrackSettings | null} what the browser actually applied to the microphone */
   microphoneSettings() {
     const track = this.stream?.getAudioTracks()[0];

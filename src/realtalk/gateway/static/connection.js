@@ -5,41 +5,23 @@
  * by itself. No key or token is ever put in the URL or readable by this code.
  *
  * Reconnect policy: only after a close that says "try again" (1006 abnormal, 1012 service
- * restart, 1013 try again later), at most {@link MAX_RECONNECTS} times with growing delays.
- * A close the gateway chose (budget exceeded, policy, session over, idle) is final and shown
- * with its reason; reconnecting then would open a new paid upstream session nobody asked for
- * (lessons.md, mistake 6).
+ * restart, 1013 try again later, and 1001 when the gateway said first that it is restarting), at
+ * most {@link MAX_RECONNECTS} times with growing delays. A close the gateway chose (budget
+ * exceeded, policy, session over, idle) is final and shown with its reason; reconnecting then
+ * would open a new paid upstream session nobody asked for (the page offers a Reconnect button).
  *
  * @module connection
  */
+
+import { describeClose } from "./closing.js";
+
+export { describeClose };
 
 export const MAX_RECONNECTS = 3;
 const RETRYABLE_CLOSE_CODES = new Set([1006, 1012, 1013]);
 
 /** Bytes waiting in the socket above which microphone chunks are dropped instead of queued. */
 const MAX_BUFFERED_BYTES = 512 * 1024;
-
-/** Readable names of the standard close codes, for when the gateway gives no reason text. */
-const CLOSE_CODE_NAMES = new Map([
-  [1000, "closed normally"],
-  [1001, "the server is going away"],
-  [1006, "the connection was lost"],
-  [1008, "refused by policy"],
-  [1009, "a message was too big"],
-  [1011, "server error"],
-  [1012, "the server is restarting"],
-  [1013, "the server is busy, try again later"],
-]);
-
-/**
- * @param {number} code
- * @param {string} reason
- * @returns {string}
- */
-export function describeClose(code, reason) {
-  const text = reason || CLOSE_CODE_NAMES.get(code) || "closed";
-  return `${text} (code ${code})`;
-}
 
 /** @returns {string} the gateway's Realtime endpoint, relative to the page (works under a path prefix) */
 export function realtimeUrl() {
@@ -70,6 +52,18 @@ export class Connection {
     this.retryTimer = null;
     this.chunksSent = 0;
     this.chunksDropped = 0;
+    /** The gateway said this socket's session ends because it restarts: its 1001 means "come back". */
+    this.restartAnnounced = false;
+  }
+
+  /** The gateway announced a restart (drain): a 1001 on this socket is worth a reconnect. */
+  expectRestart() {
+    this.restartAnnounced = true;
+  }
+
+  /** @param {number} code @returns {boolean} */
+  retryable(code) {
+    return RETRYABLE_CLOSE_CODES.has(code) || (code === 1001 && this.restartAnnounced);
   }
 
   get isOpen() {
@@ -85,6 +79,7 @@ export class Connection {
   connect() {
     const socket = new WebSocket(realtimeUrl());
     this.socket = socket;
+    this.restartAnnounced = false;
     let opened = false;
     socket.onopen = () => {
       opened = true;
@@ -109,10 +104,10 @@ export class Connection {
       const refused = !opened && this.attempt === 0;
       if (refused) {
         this.wanted = false;
-        this.callbacks.onClosed(close.code, close.reason || "the gateway refused the connection", true);
+        this.callbacks.onClosed(close.code, close.reason, true);
         return;
       }
-      if (this.wanted && RETRYABLE_CLOSE_CODES.has(close.code) && this.attempt < MAX_RECONNECTS) {
+      if (this.wanted && this.retryable(close.code) && this.attempt < MAX_RECONNECTS) {
         this.attempt++;
         const delayMs = 500 * 2 ** (this.attempt - 1);
         this.callbacks.onReconnecting(this.attempt, delayMs, describeClose(close.code, close.reason));

@@ -18,13 +18,18 @@
 
 import { AudioEngine } from "./audio.js";
 import { decodeBase64, encodeBase64 } from "./base64.js";
-import { Connection, MAX_RECONNECTS, describeClose } from "./connection.js";
+import { REFUSED_SENTENCE, STOPPED_SENTENCE, describeClose } from "./closing.js";
+import { Connection, MAX_RECONNECTS } from "./connection.js";
 
 /** Items remembered for stats and for dropping late audio of flushed items (bounded). */
 const MAX_ITEMS_TRACKED = 64;
 const MAX_LATENCIES_KEPT = 50;
 
+/** The gateway's code for "I am restarting": its 1001 close then means "come back in a moment". */
+const RESTART_CODE = "server_shutting_down";
+
 const STATUS_TEXT = {
+  checking: "Checking the gateway…",
   idle: "Press Start to talk",
   connecting: "Connecting…",
   listening: "Listening",
@@ -81,6 +86,14 @@ export class VoiceController {
     this.linkText = "";
     this.running = false;
     this.muted = false;
+    /** @type {"checking" | "ok" | "token-required" | "unavailable"} the gateway's answer on sign-in */
+    this.signIn = "checking";
+    /** A sign-in just succeeded: the idle status confirms it until the next Start. */
+    this.signInConfirmed = false;
+    /** The last close was the user's Stop (nothing to reconnect). */
+    this.stoppedByUser = false;
+    /** The last close was the gateway refusing the handshake. */
+    this.refused = false;
     this.sessionReady = false;
     this.userSpeaking = false;
     this.awaitingReply = false;
@@ -116,8 +129,10 @@ export class VoiceController {
     this.onRefused = () => {};
   }
 
-  /** @returns {string} one of idle, connecting, listening, user-speaking, thinking, agent-speaking, reconnecting, closed */
+  /** @returns {string} checking, signed-out, idle, connecting, listening, user-speaking, thinking, agent-speaking, reconnecting or closed */
   get phase() {
+    if (!this.running && this.signIn === "token-required") return "signed-out";
+    if (this.link === "idle" && this.signIn === "checking") return "checking";
     if (this.link === "idle" || this.link === "closed" || this.link === "reconnecting") return this.link;
     if (this.link === "connecting" || !this.sessionReady) return "connecting";
     if (this.userSpeaking) return "user-speaking";
@@ -130,13 +145,44 @@ export class VoiceController {
   get statusText() {
     const phase = this.phase;
     if (phase === "reconnecting" || phase === "closed") return this.linkText;
+    if (phase === "signed-out") {
+      const why = this.refused ? "Your sign-in has ended. " : "";
+      return `${why}Sign in below to start talking.`;
+    }
+    if (phase === "idle" && this.signInConfirmed) return "Signed in. Press Start to talk.";
     const text = STATUS_TEXT[/** @type {keyof typeof STATUS_TEXT} */ (phase)];
     return this.muted && phase !== "idle" ? `${text} (muted)` : text;
   }
 
   render() {
     this.view.setStatus(this.phase, this.statusText);
-    this.view.setControls({ running: this.running, muted: this.muted, canStart: true });
+    const signedOut = this.signIn === "token-required";
+    this.view.setControls({
+      running: this.running,
+      muted: this.muted,
+      // Before sign-in a Start could only be refused: it waits for the gateway's answer.
+      canStart: this.signIn !== "checking" && !signedOut,
+      canReconnect:
+        !this.running && this.link === "closed" && this.closeInfo !== null && !this.stoppedByUser && !signedOut,
+    });
+  }
+
+  /** @param {"ok" | "token-required" | "unavailable"} state the gateway's answer on sign-in */
+  setSignIn(state) {
+    this.signIn = state;
+    this.render();
+  }
+
+  /** A sign-in succeeded: what went wrong before it is over, and the user is told it worked. */
+  confirmSignIn() {
+    this.signInConfirmed = true;
+    this.refused = false;
+    if (!this.running) {
+      this.link = "idle";
+      this.linkText = "";
+    }
+    this.view.hideNotice();
+    this.render();
   }
 
   /** Start: microphone first (a refusal costs nothing upstream), then the socket. */
@@ -145,6 +191,11 @@ export class VoiceController {
     this.running = true;
     this.link = "connecting";
     this.closeInfo = null;
+    this.stoppedByUser = false;
+    this.refused = false;
+    this.signInConfirmed = false;
+    // Every session starts unmuted: a mute left from the last one would silence this one unseen.
+    this.setMuted(false);
     this.view.hideNotice();
     this.render();
     try {
@@ -171,6 +222,7 @@ export class VoiceController {
 
   stop() {
     if (!this.running) return;
+    this.stoppedByUser = true;
     this.connection.close("stopped by the user");
     this.running = false;
   }
@@ -286,9 +338,11 @@ export class VoiceController {
         this.onLatency(Number(event.voice_to_voice_ms));
         return;
       case "realtalk.notice":
+        if (event.code === RESTART_CODE) this.connection.expectRestart();
         this.view.showNotice(event.level ?? "warning", String(event.message ?? ""), String(event.code ?? ""));
         return;
       case "error":
+        if (event.error?.code === RESTART_CODE) this.connection.expectRestart();
         this.view.showNotice("error", String(event.error?.message ?? "server error"), String(event.error?.code ?? ""));
         return;
       default:
@@ -318,17 +372,23 @@ export class VoiceController {
   /** @param {number} attempt @param {number} delayMs @param {string} why */
   onReconnecting(attempt, delayMs, why) {
     this.resetSessionState();
+    this.view.hideNotice(); // the notices of the session that ended; the status says what happens now
     this.link = "reconnecting";
-    this.linkText = `Reconnecting in ${(delayMs / 1000).toFixed(1)} s (attempt ${attempt} of ${MAX_RECONNECTS}): ${why}`;
+    this.linkText = `Reconnecting in ${(delayMs / 1000).toFixed(1)} s (attempt ${attempt} of ${MAX_RECONNECTS}). ${why}`;
     this.render();
   }
 
   /** @param {number} code @param {string} reason @param {boolean} refused */
   onClosed(code, reason, refused) {
     this.resetSessionState();
+    // A notice of the session that ended ("finishing the current reply") would now contradict the
+    // page: the status line says why it closed, and the Reconnect button what can be done.
+    this.view.hideNotice();
     this.closeInfo = { code, reason };
+    this.refused = refused;
     this.link = "closed";
-    this.linkText = `Closed: ${describeClose(code, reason)}`;
+    if (this.stoppedByUser) this.linkText = STOPPED_SENTENCE;
+    else this.linkText = `Closed: ${refused ? REFUSED_SENTENCE : describeClose(code, reason)}`;
     this.running = false;
     this.view.setMicLevel(0);
     void this.audio.stop();

@@ -27,6 +27,15 @@ function usd(value, digits = 4) {
 }
 
 /**
+ * Costs are the gateway's estimate from token counts at list prices, not an invoice: say so.
+ * @param {unknown} value @param {string} [suffix] @returns {string}
+ */
+function estimate(value, suffix = "") {
+  const amount = usd(value);
+  return amount === "–" ? amount : `≈ ${amount}${suffix}`;
+}
+
+/**
  * @typedef {object} TranscriptLine
  * @property {string} item_id
  * @property {string} role
@@ -119,11 +128,11 @@ export class View {
    *   unheard_usd?: number, tokens?: unknown}} cost
    */
   setCost(cost) {
-    byId("cost-total").textContent = usd(cost.total_usd);
-    byId("cost-turn").textContent = usd(cost.turn_usd);
+    byId("cost-total").textContent = estimate(cost.total_usd, " at list prices");
+    byId("cost-turn").textContent = estimate(cost.turn_usd);
     const ratio = Number(cost.cache_hit_ratio);
     byId("cache-hit").textContent = Number.isFinite(ratio) ? `${Math.round(ratio * 100)} %` : "–";
-    byId("cost-unheard").textContent = usd(cost.unheard_usd);
+    byId("cost-unheard").textContent = estimate(cost.unheard_usd);
     byId("tokens").textContent = formatTokens(cost.tokens);
   }
 
@@ -151,15 +160,28 @@ export class View {
   }
 
   /**
-   * @param {{running: boolean, muted: boolean, canStart: boolean}} state
+   * @param {{running: boolean, muted: boolean, canStart: boolean, canReconnect?: boolean}} state
    */
   setControls(state) {
+    byId("reconnect").hidden = !state.canReconnect;
     /** @type {HTMLButtonElement} */ (byId("start")).disabled = state.running || !state.canStart;
     /** @type {HTMLButtonElement} */ (byId("stop")).disabled = !state.running;
     const mute = /** @type {HTMLButtonElement} */ (byId("mute"));
     mute.disabled = !state.running;
     mute.setAttribute("aria-pressed", String(state.muted));
     mute.textContent = state.muted ? "Unmute" : "Mute";
+  }
+
+  /**
+   * Who is signed in, in the header; nothing when the gateway needs no sign-in.
+   * @param {unknown} subject the gateway's name for the user (`token:<hash>` for a static token)
+   * @param {boolean} signedIn
+   */
+  setSignedIn(subject, signedIn) {
+    const element = byId("signed-in");
+    element.hidden = !signedIn;
+    const named = typeof subject === "string" && subject !== "" && !subject.startsWith("token:");
+    element.textContent = named ? `Signed in as ${subject}` : "Signed in";
   }
 
   /** @param {boolean} visible @param {string} [error] */
