@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml src/realtalk/gateway/fastpath.pyx
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,silero,asr,aec]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,silero,asr,aec,clients]"
 	touch $(STAMP)
 
 run: $(STAMP)
