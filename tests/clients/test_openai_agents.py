@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from agents import function_tool
+from agents import function_tool, set_tracing_disabled
 from agents.realtime import RealtimeAgent, RealtimeRunner, RealtimeSession
 
 from realtalk.emulator import parse_scenario
@@ -31,6 +31,9 @@ from .conftest import (
     realtime_url,
     session_updates,
 )
+
+# The SDK's own trace export goes to OpenAI's platform: nothing may leave 127.0.0.1.
+set_tracing_disabled(True)
 
 WEATHER_TOOL = {
     "type": "function",
@@ -113,12 +116,12 @@ def _other_errors(errors: list[Any]) -> list[Any]:
 @asynccontextmanager
 async def azure_session(gw: Gateway, agent: RealtimeAgent) -> AsyncIterator[Recorder]:
     """``RealtimeRunner(agent).run(...)`` as documented for Azure OpenAI, pointed at the gateway."""
-    runner = RealtimeRunner(agent)
+    runner = RealtimeRunner(agent, config={"tracing_disabled": True})
     session = await runner.run(
         model_config={
             "url": realtime_url(gw),
             "headers": {"api-key": API_KEY},
-            "initial_model_settings": {"model_name": DEPLOYMENT, "tracing": None},
+            "initial_model_settings": {"model_name": DEPLOYMENT},
         }
     )
     async with session:
