@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
 from agents import function_tool, set_tracing_disabled
 from agents.realtime import RealtimeAgent, RealtimeRunner, RealtimeSession
 
@@ -208,16 +207,6 @@ async def test_openai_agents_calls_a_tool_and_answers_with_its_output(stack) -> 
         assert _other_errors(rec.errors()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "gateway refuses openai-agents' session.update whole (field_not_allowed): with the default "
-        "profile on session.audio.input.format (pcm 24 kHz, equal to the session's own format, but "
-        "input_format is not client-adjustable); with formats opened, on session.instructions, which "
-        "openai-agents always sends ('' for an agent without instructions); tools the agent declares "
-        "are refused likewise (session.tools). So the client's voice/VAD never reach the upstream."
-    ),
-)
 async def test_openai_agents_session_update_is_accepted_and_applied(stack) -> None:
     agent = RealtimeAgent(name="assistant")
     async with stack() as (emu, gw), azure_session(gw, agent) as rec:

@@ -16,8 +16,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
-
 from realtalk.gateway import Gateway
 
 from .conftest import API_KEY, DEPLOYMENT, OPEN_FORMATS, TURN_TIMEOUT_S, session_updates
@@ -134,15 +132,5 @@ async def test_pipecat_azure_service_runs_a_turn_where_the_profile_opens_output_
     _assert_a_whole_turn(*await _a_turn({"client_adjustable": OPEN_FORMATS}, stack))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "with the default profile the gateway refuses pipecat's response.create "
-        "{response: {output_modalities: ['audio']}} (field_not_allowed, param "
-        "response.output_modalities: output_modality is not client-adjustable) although ['audio'] is "
-        "the session's own modality, a no-op; pipecat sends it on every response.create and treats the "
-        "error as fatal, so no reply ever arrives"
-    ),
-)
 async def test_pipecat_azure_service_runs_a_turn_with_the_default_profile(stack) -> None:
     _assert_a_whole_turn(*await _a_turn({}, stack))

@@ -271,3 +271,49 @@ async def test_conversation_item_retrieve_is_read_only_and_passes(emulator, gate
         retrieved = await c.until("conversation.item.retrieved")
     assert retrieved["item"]["id"] == item_id
     assert "error" not in c.types()
+
+
+async def test_settings_equal_to_the_sessions_own_and_empty_instructions_are_no_ops_as_sdks_send_them(
+    emulator, gateway, client
+) -> None:
+    async with emulator() as emu, gateway(emu) as gw, client(gw) as c:
+        current = (await c.until("session.updated"))["session"]
+        # openai-agents: the session's own input format, no instructions of its own, a new voice.
+        await c.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "realtime",
+                    "instructions": "",
+                    "audio": {
+                        "input": {"format": current["audio"]["input"]["format"]},
+                        "output": {"voice": "ash"},
+                    },
+                },
+            }
+        )
+        await c.until("session.updated")
+        # pipecat: every response.create names the session's own output modalities.
+        await c.send(
+            {"type": "response.create", "response": {"output_modalities": current["output_modalities"]}}
+        )
+        await c.until("response.done")
+        # A real change of a setting the profile does not open is still refused.
+        await c.send(
+            {"type": "response.create", "event_id": "evt_text", "response": {"output_modalities": ["text"]}}
+        )
+        refused = await c.error()
+        update, create = (
+            emu.stats.events_received("session.update")[-1],
+            emu.stats.events_received("response.create"),
+        )
+    assert (refused["code"], refused["param"], refused["event_id"]) == (
+        "field_not_allowed",
+        "response.output_modalities",
+        "evt_text",
+    )
+    assert update == {
+        "type": "session.update",
+        "session": {"type": "realtime", "audio": {"output": {"voice": "ash"}}},
+    }
+    assert create == [{"type": "response.create", "response": {}}]

@@ -21,7 +21,7 @@ from realtalk.gateway.endings import Ending
 from realtalk.gateway.extension import FLUSHED, PLAYBACK, PlaybackReport, parse_playback_report
 from realtalk.gateway.framing import append_audio_bytes, b64_decoded_length, readable_event_id
 from realtalk.gateway.metrics import CLIENT_TO_UPSTREAM
-from realtalk.gateway.policy import Refusal, error_event, without_noops
+from realtalk.gateway.policy import Refusal, SessionView, error_event, without_noops
 
 if TYPE_CHECKING:
     from picows import WSTransport
@@ -60,7 +60,7 @@ class ClientSide:
         _held: list[tuple[bytes, float]]
         _client_paused: set[str]
         _stall_timer: asyncio.TimerHandle | None
-        _session_models: set[str]
+        _view: SessionView
 
         def failed(self, exc: Exception) -> None: ...
         def _end(self, ending: Ending) -> None: ...
@@ -193,7 +193,7 @@ class ClientSide:
         if self.ui and event_type in (PLAYBACK, FLUSHED):
             self._playback(event, event_id, received_s)
             return
-        refusal = self._svc.policy.check(event, session_models=self._session_models)
+        refusal = self._svc.policy.check(event, view=self._view)
         if refusal is None and self._draining:
             refusal = self._drain_refusal(event_type)
             if refusal is None and event_type == "input_audio_buffer.append":
@@ -201,8 +201,8 @@ class ClientSide:
         if refusal is not None:
             self._refuse(refusal, event_id)
             return
-        if event_type == "session.update" and (kept := without_noops(event, self._session_models)):
-            data = json.dumps(kept, separators=(",", ":")).encode()  # rare: a no-op taken out
+        if event_type in ("session.update", "response.create") and (kept := without_noops(event, self._view)):
+            data = json.dumps(kept, separators=(",", ":")).encode()  # a no-op taken out
         if event_type == "input_audio_buffer.append":
             audio_bytes = b64_decoded_length(event["audio"]) or 0
             spec = self._core.input_format

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from realtalk.gateway.framing import b64_decoded_length
@@ -47,6 +47,7 @@ __all__ = [
     "ALLOWED_EVENT_TYPES",
     "ClientEventPolicy",
     "Refusal",
+    "SessionView",
     "error_event",
     "redact_session_event",
     "server_event_id",
@@ -89,6 +90,16 @@ _SESSION_NEVER: Final = {
     "prompt": "the stored prompt is set by the server's agent profile",
     "model": "the model is the server's deployment",
 }
+
+
+@dataclass
+class SessionView:
+    """What the gateway knows of one session, to tell a no-op from a change: the model names it
+    uses (the client's ``?model=``, the deployment, the upstream's model) and its current settings
+    (the latest ``session.created``/``session.updated`` from upstream, unredacted)."""
+
+    models: set[str] = field(default_factory=set)
+    current: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -154,16 +165,16 @@ class ClientEventPolicy:
         self._rules: dict[str, Callable[[Mapping[str, Any]], Refusal | None]] = {
             "input_audio_buffer.append": self._append,
             "conversation.item.create": self._item_create,
-            "response.create": self._response_create,
         }
 
-    def check(self, event: Mapping[str, Any], *, session_models: Collection[str] = ()) -> Refusal | None:
+    def check(self, event: Mapping[str, Any], *, view: SessionView | None = None) -> Refusal | None:
         """``None`` when ``event`` (a decoded client event) may be forwarded, else why not.
 
-        ``session_models``: the model names this session already uses (the ``?model=`` the client
-        connected with, the upstream's deployment and model): ``session.model`` set to one of them
-        is a no-op, as is ``session.tools: []`` (SDKs such as pipecat always send both). A no-op is
-        accepted here and taken out by ``without_noops`` before the event goes upstream."""
+        A no-op in a ``session.update`` or a ``response.create`` is accepted whatever the profile
+        allows (``view`` says what the session is now): a setting equal to the session's current
+        value, ``model`` equal to one the session uses, ``tools: []`` and ``instructions: ""`` (the
+        client has none of its own). SDKs send these on every update (pipecat, openai-agents); a
+        refusal would lose the rest of it. ``without_noops`` takes them out before it goes upstream."""
         event_type = event.get("type")
         if not isinstance(event_type, str):
             return Refusal("invalid_event", "The 'type' field is missing or is not a string.", "type")
@@ -185,8 +196,11 @@ class ClientEventPolicy:
                     f"Rule 'known fields only': {event_type} has no field {name!r} this gateway forwards.",
                     name,
                 )
+        view = view or SessionView()
         if event_type == "session.update":
-            return self._session_update(event, session_models)
+            return self._session_update(event, view)
+        if event_type == "response.create":
+            return self._response_create(event, view)
         rule = self._rules.get(event_type)
         return rule(event) if rule is not None else None
 
@@ -229,7 +243,7 @@ class ClientEventPolicy:
                 )
         return None
 
-    def _response_create(self, event: Mapping[str, Any]) -> Refusal | None:
+    def _response_create(self, event: Mapping[str, Any], view: SessionView) -> Refusal | None:
         response = event.get("response")
         if response is None:
             return None
@@ -237,7 +251,7 @@ class ClientEventPolicy:
             return Refusal("invalid_value", "'response' must be an object.", "response")
         for name, value in response.items():
             param = f"response.{name}"
-            if name in ("conversation", "metadata"):
+            if name in ("conversation", "metadata") or _is_noop((name,), value, view):
                 continue
             if name in _RESPONSE_OVERRIDES_NEVER:
                 return Refusal(
@@ -247,7 +261,7 @@ class ClientEventPolicy:
                     param,
                 )
             if name == "audio":
-                refusal = self._nested_settings(value, ("audio",), param)
+                refusal = self._nested_settings(value, ("audio",), param, view)
                 if refusal is not None:
                     return refusal
                 continue
@@ -262,7 +276,7 @@ class ClientEventPolicy:
                 return self._not_adjustable(setting, param)
         return None
 
-    def _session_update(self, event: Mapping[str, Any], session_models: Collection[str]) -> Refusal | None:
+    def _session_update(self, event: Mapping[str, Any], view: SessionView) -> Refusal | None:
         session = event.get("session")
         if not isinstance(session, Mapping):
             return Refusal("invalid_value", "session.update needs a 'session' object.", "session")
@@ -272,7 +286,7 @@ class ClientEventPolicy:
                 if value != "realtime":
                     return Refusal("invalid_value", "session.type must be 'realtime'.", param)
                 continue
-            if _is_noop(name, value, session_models):
+            if _is_noop((name,), value, view):
                 continue
             if name in _SESSION_NEVER:
                 return Refusal(
@@ -282,7 +296,7 @@ class ClientEventPolicy:
                     param,
                 )
             if name == "audio":
-                refusal = self._nested_settings(value, ("audio",), param)
+                refusal = self._nested_settings(value, ("audio",), param, view)
                 if refusal is not None:
                     return refusal
                 continue
@@ -298,7 +312,9 @@ class ClientEventPolicy:
                 return self._not_adjustable(setting, param)
         return None
 
-    def _nested_settings(self, value: object, path: tuple[str, ...], param: str) -> Refusal | None:
+    def _nested_settings(
+        self, value: object, path: tuple[str, ...], param: str, view: SessionView
+    ) -> Refusal | None:
         # audio.{input,output}.<setting>: each leaf must be a client-adjustable setting.
         if not isinstance(value, Mapping):
             return Refusal("invalid_value", f"{param} must be an object.", param)
@@ -310,8 +326,10 @@ class ClientEventPolicy:
                     f"{section_param} is not a setting clients may change.",
                     section_param,
                 )
-            for leaf in section:
+            for leaf, leaf_value in section.items():
                 leaf_param = f"{section_param}.{leaf}"
+                if _is_noop((*path, direction, leaf), leaf_value, view):
+                    continue
                 setting = _ADJUSTABLE_BY_PATH.get((*path, direction, leaf))
                 if setting is None:
                     return Refusal(
@@ -337,22 +355,55 @@ class ClientEventPolicy:
         return f"Client-adjustable: {names}."
 
 
-def _is_noop(name: str, value: object, session_models: Collection[str]) -> bool:
-    return (name == "model" and isinstance(value, str) and value in session_models) or (
-        name == "tools" and value == []
-    )
+_NONE_OF_MY_OWN: Final[Mapping[tuple[str, ...], object]] = {("tools",): [], ("instructions",): ""}
 
 
-def without_noops(event: Mapping[str, Any], session_models: Collection[str]) -> dict[str, Any] | None:
-    """``event`` (a ``session.update`` that passed ``check``) without its no-op fields, or ``None``
-    when it has none. ``tools: []`` must not reach the upstream: it would remove the profile's tools."""
-    session = event.get("session")
-    if not isinstance(session, Mapping) or not any(
-        _is_noop(name, value, session_models) for name, value in session.items()
-    ):
+def _is_noop(path: tuple[str, ...], value: object, view: SessionView) -> bool:
+    """Whether setting ``path`` (in the session's terms) to ``value`` changes nothing."""
+    if path == ("model",):
+        return isinstance(value, str) and value in view.models
+    if path in _NONE_OF_MY_OWN and value == _NONE_OF_MY_OWN[path]:
+        return True
+    current: object = view.current
+    for key in path:
+        if not isinstance(current, Mapping) or key not in current:
+            return False
+        current = current[key]
+    return bool(current == value)
+
+
+def without_noops(event: Mapping[str, Any], view: SessionView) -> dict[str, Any] | None:
+    """``event`` (a ``session.update`` or ``response.create`` that passed ``check``) without its
+    no-op settings, or ``None`` when it has none. They must not reach the upstream as sent:
+    ``tools: []`` would remove the profile's tools, ``instructions: ""`` its instructions."""
+    key = {"session.update": "session", "response.create": "response"}.get(str(event.get("type")))
+    body = event.get(key) if key else None
+    if key is None or not isinstance(body, Mapping):
         return None
-    kept = {name: value for name, value in session.items() if not _is_noop(name, value, session_models)}
-    return {**event, "session": kept}
+    kept: dict[str, Any] = {}
+    changed = False
+    for name, value in body.items():
+        if name == "type":
+            kept[name] = value
+        elif name == "audio" and isinstance(value, Mapping):
+            audio = {
+                direction: {
+                    leaf: leaf_value
+                    for leaf, leaf_value in section.items()
+                    if not _is_noop(("audio", direction, leaf), leaf_value, view)
+                }
+                for direction, section in value.items()
+                if isinstance(section, Mapping)
+            }
+            audio = {direction: section for direction, section in audio.items() if section}
+            changed |= audio != value
+            if audio:
+                kept[name] = audio
+        elif name not in ("conversation", "metadata") and _is_noop((name,), value, view):
+            changed = True
+        else:
+            kept[name] = value
+    return {**event, key: kept} if changed else None
 
 
 def _unknown_field(item: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> Refusal | None:

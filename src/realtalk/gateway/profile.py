@@ -54,7 +54,9 @@ ADJUSTABLE_SETTINGS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
 """Settings a profile may open to clients, and where each lives in a ``session`` object."""
 
 _NEVER_ADJUSTABLE: Final = frozenset({"instructions", "tools", "prompt", "model"})
-DEFAULT_CLIENT_ADJUSTABLE: Final = ("voice", "speed", "turn_detection", "noise_reduction")
+# transcription is open by default: SDKs (openai-agents, pipecat) set it on every session.update,
+# and refusing it lost their voice and VAD settings with it (issue 13, defect 11).
+DEFAULT_CLIENT_ADJUSTABLE: Final = ("voice", "speed", "turn_detection", "transcription", "noise_reduction")
 _EXAMPLE = 'client_adjustable = ["voice", "turn_detection"]'
 
 

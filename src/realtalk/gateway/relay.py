@@ -66,7 +66,7 @@ from realtalk.gateway.endings import (
 from realtalk.gateway.limits import EventRateLimiter
 from realtalk.gateway.logs import SessionLog
 from realtalk.gateway.metrics import GatewayMetrics
-from realtalk.gateway.policy import ClientEventPolicy, Refusal, error_event
+from realtalk.gateway.policy import ClientEventPolicy, Refusal, SessionView, error_event
 from realtalk.gateway.upstream import UPSTREAM_ERRORS, Upstream
 from realtalk.gateway.upstream_side import UpstreamSide
 from realtalk.protocol import ClientProtocol, ResponseState
@@ -142,10 +142,10 @@ class GatewaySession(ClientSide, UpstreamSide, FrameSink):
         self._stall_timer: asyncio.TimerHandle | None = None
         self._upstream_stall_timer: asyncio.TimerHandle | None = None
         self._log_counts: dict[str, int] = {}
-        # Model names that are a no-op in a client's session.update (see policy.without_noops).
-        self._session_models: set[str] = {services.upstream.endpoint.deployment}
+        # What tells a no-op from a change in a client's update (see policy.without_noops).
+        self._view = SessionView({services.upstream.endpoint.deployment})
         if isinstance(requested := websocket.query_params.get("model"), str):
-            self._session_models.add(requested)
+            self._view.models.add(requested)
         self._end_requested = asyncio.Event()
         self._ending: Ending | None = None
         self._draining = False

@@ -24,7 +24,7 @@ from realtalk.gateway.endings import LIMIT_SENTENCES, RESERVED_CLOSE_CODES, Endi
 from realtalk.gateway.extension import NoticeLevel
 from realtalk.gateway.framing import match_audio_delta
 from realtalk.gateway.metrics import UPSTREAM_TO_CLIENT
-from realtalk.gateway.policy import Refusal, redact_session_event
+from realtalk.gateway.policy import Refusal, SessionView, redact_session_event
 from realtalk.protocol import (
     AUDIO_FORMATS,
     LatencyMeasured,
@@ -66,7 +66,7 @@ class UpstreamSide:
         _ending: Ending | None
         _configured: bool
         _upstream_stall_timer: asyncio.TimerHandle | None
-        _session_models: set[str]
+        _view: SessionView
         _core_event_ids: deque[str]
 
         def failed(self, exc: Exception) -> None: ...
@@ -179,8 +179,10 @@ class UpstreamSide:
         if event_type in ("session.created", "session.updated"):
             outgoing = json.dumps(redact_session_event(event), separators=(",", ":")).encode()
             session = event.get("session")
-            if isinstance(session, dict) and isinstance(model := session.get("model"), str):
-                self._session_models.add(model)  # what a client may echo back as a no-op
+            if isinstance(session, dict):
+                self._view.current = session  # what a client may echo back as a no-op
+                if isinstance(model := session.get("model"), str):
+                    self._view.models.add(model)
         elif event_type == "error":
             outgoing = self._upstream_error(event, data)
         self._core.receive_event(event, received_s)
