@@ -245,11 +245,6 @@ async def test_a_gateway_restart_shows_reconnecting_then_a_reconnect_button_and_
         assert emulator.stats.connections_accepted == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the gateway to say its upstream before a session: 'upstream' in GET /api/session "
-    "(routes/tokens.py, the lead's); the page shows the badge as soon as it is there",
-)
 async def test_the_emulator_badge_shows_before_start(tmp_path: Path, engines: Engines) -> None:
     async with ui_stack(tmp_path, engines, SCENARIO) as stack, chromium_page() as page:
         await page.goto(stack.page_url)

@@ -152,10 +152,19 @@ async def open_session(request: Request) -> JSONResponse:
 
 @router.get("/session")
 async def session_status(request: Request) -> JSONResponse:
+    """Whether the caller may start a session; to one who may, the upstream's kind too (the page
+    shows the emulator badge before Start). Nothing about the upstream to anyone else."""
     state = state_of(request)
+    upstream = state.upstream.kind if state.upstream is not None else None
     if not state.auth.configured:
         return JSONResponse(
-            {"authenticated": True, "auth_required": False, "subject": None, "expires_at": None}
+            {
+                "authenticated": True,
+                "auth_required": False,
+                "subject": None,
+                "expires_at": None,
+                "upstream": upstream,
+            }
         )
     principal = state.authenticate(request)
     if isinstance(principal, AuthFailure):
@@ -168,6 +177,7 @@ async def session_status(request: Request) -> JSONResponse:
             "auth_required": True,
             "subject": principal.subject,
             "expires_at": principal.expires_at_s,
+            "upstream": upstream,
         }
     )
 
