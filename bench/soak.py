@@ -12,10 +12,13 @@ Set-up. Three processes on this machine, all on 127.0.0.1:
 * this process: ``--sessions`` clients on ``websockets``, each a conversation: the user says a
   speech fixture in real time (100 ms ``input_audio_buffer.append`` chunks), the emulator's server
   VAD ends the turn and it answers with audio streamed at real-time pace, the client reads all of it
-  and speaks again. A share of the clients (``--churn``, 10 %) hang up after every turn and connect
-  again, so sessions open and close for the whole run, and a few misbehave on purpose each turn (an
-  invalid event, an unknown event type, an oversize event: each must be answered with an ``error``
-  and the session must go on).
+  and speaks again. Calls last ``--call-turns`` turns (12, about a minute and a half, as calls to an
+  agent do), then the client hangs up and calls again; a share of the clients (``--churn``, 10 %)
+  hang up after every turn. So sessions open and close for the whole run, and per-session state
+  (the conversation, which grows with each turn by design, bounded by the session's time limit) is
+  at a steady state after the warm-up: growth after it is memory that closed sessions did not give
+  back. A few clients misbehave on purpose each turn (an invalid event, an unknown event type, an
+  oversize event: each must be answered with an ``error`` and the session must go on).
 
 Sampled every ``--every`` seconds: the resident memory (``VmRSS``) of the gateway and the emulator,
 and the sessions open. **Flatness**: the least-squares slope of RSS over time after the warm-up
@@ -121,8 +124,11 @@ MISBEHAVIOURS = (
 class Conversation:
     """One simulated user: speaks, listens to the whole reply, speaks again."""
 
-    def __init__(self, index: int, url: str, token: str, churn: bool, stop_at: float, tally: Tally) -> None:
+    def __init__(
+        self, index: int, url: str, token: str, churn: bool, call_turns: int, stop_at: float, tally: Tally
+    ) -> None:
         self.index = index
+        self.call_turns = 1 if churn else (call_turns or 1_000_000)
         self.url = url
         self.token = token
         self.churn = churn
@@ -131,6 +137,8 @@ class Conversation:
 
     async def run(self, turns_audio: list[list[str]]) -> None:
         turn = self.index
+        # Calls end after ``call_turns`` turns (the first one earlier, by index, so hang-ups spread).
+        call_length = self.index % self.call_turns + 1
         while time.monotonic() < self.stop_at:
             try:
                 async with websockets.connect(
@@ -142,10 +150,13 @@ class Conversation:
                 ) as ws:
                     self.tally.connects += 1
                     await self._expect(ws, "session.updated")
+                    in_call = 0
                     while time.monotonic() < self.stop_at:
                         await self._turn(ws, turns_audio[turn % len(turns_audio)], turn)
                         turn += 1
-                        if self.churn:
+                        in_call += 1
+                        if in_call >= call_length:
+                            call_length = self.call_turns
                             break
             except websockets.InvalidStatus:
                 self.tally.refused_connects += 1
@@ -293,7 +304,7 @@ async def soak(args: argparse.Namespace, processes: Processes) -> dict[str, Any]
     conversations = []
     churners = round(args.sessions * args.churn)
     for i in range(args.sessions):
-        conversation = Conversation(i, url, token, i < churners, stop_at, tally)
+        conversation = Conversation(i, url, token, i < churners, args.call_turns, stop_at, tally)
         conversations.append(asyncio.create_task(conversation.run(turns_audio)))
         await asyncio.sleep(args.ramp / args.sessions)
     await asyncio.gather(*conversations)
@@ -311,6 +322,7 @@ async def soak(args: argparse.Namespace, processes: Processes) -> dict[str, Any]
             "sessions": args.sessions,
             "seconds": args.seconds,
             "churn": args.churn,
+            "call_turns": args.call_turns,
             "chunk_ms": CHUNK_MS,
             "sample_every_s": args.every,
             "warmup_s": warmup_s,
@@ -350,6 +362,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=200, help="concurrent conversations (200)")
     parser.add_argument("--seconds", type=float, default=600.0, help="length of the run (600)")
     parser.add_argument("--churn", type=float, default=0.1, help="share of clients that reconnect every turn")
+    parser.add_argument(
+        "--call-turns",
+        type=int,
+        default=12,
+        help="turns per call before the client hangs up and calls again (12, about 1.5 minutes); 0: never",
+    )
     parser.add_argument("--every", type=float, default=5.0, help="seconds between RSS samples (5)")
     parser.add_argument("--ramp", type=float, default=20.0, help="seconds over which sessions open (20)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 sessions for 60 s")
