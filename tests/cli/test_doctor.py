@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -182,10 +183,25 @@ def test_a_config_error_exits_1_with_its_message(monkeypatch: pytest.MonkeyPatch
     assert SECRET not in output
 
 
-def test_a_missing_endpoint_exits_1_saying_it_is_not_set() -> None:
-    code, output = run_doctor()
-    assert code == 1
-    assert output.startswith("✗ configuration: AZURE_OPENAI_ENDPOINT is not set.")
+def test_with_no_endpoint_it_checks_the_embedded_emulator_and_passes_saying_how_to_use_azure() -> None:
+    # The README's default set-up: nothing configured, so talk and serve use the embedded emulator.
+    code, output = run_doctor("--timeout", "30")
+    assert code == 0, output
+    lines = output.splitlines()
+    assert lines[0] == "realtalk doctor"
+    assert any(
+        line.startswith("  target     the embedded emulator (no AZURE_OPENAI_ENDPOINT configured)")
+        for line in lines
+    ), output
+    assert re.search(
+        r"^  endpoint   ws://127\.0\.0\.1:\d+/openai/v1/realtime\?model=gpt-realtime-1\.5$", output, re.M
+    )
+    assert "✓ session.created: session " in output
+    assert "OK: the embedded emulator answered the WebSocket handshake with session.created." in output
+    assert (
+        "To use Azure OpenAI: set AZURE_OPENAI_ENDPOINT (the portal's Target URI) and "
+        "AZURE_OPENAI_DEPLOYMENT_NAME"
+    ) in " ".join(output.split())
 
 
 def test_an_invalid_setting_exits_1_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:

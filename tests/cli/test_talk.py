@@ -30,7 +30,8 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from realtalk.cli.talk import Eagerness, VadMode, build_profile, talk
+from realtalk.cli.talk import talk
+from realtalk.cli.talk_options import Eagerness, VadMode, build_profile
 from realtalk.emulator import Emulator, EmulatorConfig, Faults
 from realtalk.protocol.session_config import SemanticVad, ServerVad
 from realtalk.testing import configuration_variables

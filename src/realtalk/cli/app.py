@@ -12,11 +12,13 @@ from realtalk import __version__
 from realtalk.cli.devices import devices
 from realtalk.cli.doctor import doctor
 from realtalk.cli.emulate import emulate
+from realtalk.cli.help_format import RealtalkCommand, RealtalkGroup
 from realtalk.cli.serve import serve
 from realtalk.cli.talk import talk
 
 app = typer.Typer(
     name="realtalk",
+    cls=RealtalkGroup,
     help=(
         "Voice agents on Azure OpenAI gpt-realtime-1.5 (GA Realtime API).\n\n"
         "Configure with AZURE_OPENAI_ENDPOINT (the portal's Target URI), AZURE_OPENAI_DEPLOYMENT_NAME "
@@ -44,11 +46,11 @@ def _root(
     """Voice agents on Azure OpenAI gpt-realtime-1.5."""
 
 
-app.command(name="talk")(talk)
-app.command(name="serve")(serve)
-app.command(name="doctor")(doctor)
-app.command(name="emulate")(emulate)
-app.command(name="devices")(devices)
+app.command(name="talk", cls=RealtalkCommand)(talk)
+app.command(name="serve", cls=RealtalkCommand)(serve)
+app.command(name="doctor", cls=RealtalkCommand)(doctor)
+app.command(name="emulate", cls=RealtalkCommand)(emulate)
+app.command(name="devices", cls=RealtalkCommand)(devices)
 
 
 def main() -> None:

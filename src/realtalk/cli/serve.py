@@ -1,15 +1,18 @@
 """``realtalk serve``: the Realtime gateway and the browser voice UI.
 
 Thin: settings (+ options) → ``create_app`` → ``Gateway`` with signal handling, JSON logs on
-stderr. With no ``AZURE_OPENAI_ENDPOINT`` configured, the emulator runs in-process and the log says
-so. SIGTERM (a container stop, a deploy) is graceful: connected clients are told, in-flight replies
-finish for up to ``REALTALK_GATEWAY_DRAIN_S``, then every session is closed with 1001.
+stderr (``--log-level`` sets realtalk's and uvicorn's detail; other libraries log warnings only).
+With no ``AZURE_OPENAI_ENDPOINT`` configured, the emulator runs in-process and the log says so.
+The last line printed at start-up says which page to open and what to do there. SIGTERM (a
+container stop, a deploy) is graceful: connected clients are told, in-flight replies finish for
+up to ``REALTALK_GATEWAY_DRAIN_S``, then every session is closed with 1001.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import sys
 from collections.abc import Callable
@@ -18,20 +21,36 @@ from typing import Annotated, Any
 
 import typer
 
+from realtalk.cli.dotenv_check import load_checked_settings
 from realtalk.errors import ConfigError
 from realtalk.gateway import Gateway, create_app
 from realtalk.gateway.logs import JsonFormatter
-from realtalk.settings import load_settings
 
-__all__ = ["event_loop_factory", "serve"]
+__all__ = ["LogLevel", "event_loop_factory", "serve", "what_to_do"]
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+SERVE_LOG_LEVEL = "INFO"  # a server's default: its sessions are logged (talk's is WARNING)
+_OWN_LOGGERS = ("realtalk", "uvicorn")
 
 
 def _configure_logging(level: str) -> None:
+    """One JSON line per record on stderr. ``level`` applies to realtalk's loggers and uvicorn's;
+    every other library stays at WARNING, so --log-level DEBUG is realtalk's detail, not every
+    dependency's."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(logging.WARNING)
+    for name in _OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
     # uvicorn's own loggers propagate to the root: one format for every line.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
@@ -41,11 +60,21 @@ def _configure_logging(level: str) -> None:
 def serve(
     host: Annotated[
         str | None,
-        typer.Option("--host", help="Interface to listen on (default REALTALK_GATEWAY_HOST or 127.0.0.1)."),
+        typer.Option(
+            "--host",
+            show_default="REALTALK_GATEWAY_HOST, else 127.0.0.1",
+            help="Interface to listen on.",
+        ),
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option("--port", min=0, max=65535, help="Port (default REALTALK_GATEWAY_PORT or 8000)."),
+        typer.Option(
+            "--port",
+            min=0,
+            max=65535,
+            show_default="REALTALK_GATEWAY_PORT, else 8000",
+            help="Port to listen on; 0 picks a free one.",
+        ),
     ] = None,
     profile: Annotated[
         Path | None,
@@ -57,7 +86,13 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option("--log-level", help="DEBUG, INFO (default), WARNING or ERROR.")
+        LogLevel | None,
+        typer.Option(
+            "--log-level",
+            case_sensitive=False,
+            show_default=f"REALTALK_LOG_LEVEL, else {SERVE_LOG_LEVEL}",
+            help="Detail of realtalk's log (JSON lines on stderr); other libraries log warnings only.",
+        ),
     ] = None,
 ) -> None:
     """Run the Realtime gateway: the browser voice UI at /, the Realtime API at /openai/v1/realtime.
@@ -68,7 +103,7 @@ def serve(
     REALTALK_GATEWAY_SECRET to listen elsewhere. See docs/gateway.md.
     """
     try:
-        settings = load_settings()
+        settings = load_checked_settings()
         updates: dict[str, Any] = {}
         if host is not None:
             updates["gateway_host"] = host
@@ -81,16 +116,16 @@ def serve(
     except (ConfigError, ValueError) as exc:
         typer.echo(f"Cannot start the gateway: {exc}", err=True)
         raise typer.Exit(2) from None
-    level = (log_level or "INFO").upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        typer.echo(
-            f"Cannot start the gateway: --log-level {log_level!r} is not DEBUG, INFO, WARNING or ERROR",
-            err=True,
-        )
-        raise typer.Exit(2)
+    if log_level is not None:
+        level = log_level.value
+    elif "log_level" in settings.model_fields_set:  # REALTALK_LOG_LEVEL, from the environment or .env
+        level = settings.log_level
+    else:
+        level = SERVE_LOG_LEVEL
     _configure_logging(level)
+    signed_in = settings.gateway_tokens is not None or settings.gateway_secret is not None
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(_serve(Gateway(app, handle_signals=True, freeze_gc=True)))
+        runner.run(_serve(Gateway(app, handle_signals=True, freeze_gc=True), signed_in=signed_in))
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -103,7 +138,7 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _serve(gateway: Gateway) -> None:
+async def _serve(gateway: Gateway, *, signed_in: bool) -> None:
     try:
         await gateway.start()
     except OSError as exc:
@@ -116,4 +151,16 @@ async def _serve(gateway: Gateway) -> None:
         f"realtalk gateway: {gateway.http_base_url}/ (Realtime API at {gateway.websocket_base_url}/realtime)",
         err=True,
     )
+    typer.echo(what_to_do(gateway.host, gateway.port, signed_in=signed_in), err=True)
     await gateway.serve_forever()
+
+
+def what_to_do(host: str, port: int, *, signed_in: bool) -> str:
+    """The last line at start-up: the page to open and what to do there (``make run`` ends with it)."""
+    bare = host.strip("[]")
+    if bare in ("0.0.0.0", "::", ""):  # every interface: this machine's name or address, not the wildcard
+        url = f"http://<this machine's address>:{port}/"
+    else:
+        url = f"http://{f'[{bare}]' if ':' in bare else bare}:{port}/"
+    sign_in = ", sign in with a client token," if signed_in else ""
+    return f"Open {url} in a browser{sign_in} and press Start to talk; Ctrl-C stops."

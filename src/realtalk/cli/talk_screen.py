@@ -74,7 +74,11 @@ class TalkScreen:
         self._clock = clock
         self.started_s = clock()
         self.turns = 0
+        """Replies finished (completed, cancelled or failed): what --exit-after-turns counts."""
         self.interruptions = 0
+        # Replies started and not finished yet: one cut off by the end of the conversation (Ctrl+C
+        # mid-reply, --duration) or by a dropped connection is still a turn the user saw begin.
+        self._open_replies: set[str] = set()
         self.latencies_ms: list[float] = []
         self._latency_by_response: dict[str, float] = {}
         self._lines: tuple[TranscriptLine, ...] = ()
@@ -108,8 +112,11 @@ class TalkScreen:
                 self._awaiting_reply = True
             case ResponseStarted():
                 self._awaiting_reply = False
+                self._open_replies.add(event.response_id)
             case ResponseFinished():
                 self.turns += 1
+                if event.response_id is not None:
+                    self._open_replies.discard(event.response_id)
                 if event.status == "failed":
                     self.notice("error", f"the response failed: {event.reason or 'no reason given'}")
             case FlushPlayback():
@@ -239,7 +246,8 @@ class TalkScreen:
     def summary(self) -> TalkSummary:
         costs = self.session.protocol.costs
         return TalkSummary(
-            turns=self.turns,
+            turns=self.turns + len(self._open_replies),
+            unfinished=len(self._open_replies),
             duration_s=self._clock() - self.started_s,
             latencies_ms=tuple(self.latencies_ms),
             cost_usd=costs.total_usd,

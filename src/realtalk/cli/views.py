@@ -116,6 +116,8 @@ class TalkSummary:
     cache_hit_ratio: float | None
     connections: int = 1
     interruptions: int = 0
+    unfinished: int = 0
+    """Of ``turns``, replies that had not finished when the conversation ended (or its connection dropped)."""
 
 
 # -- small pure helpers -------------------------------------------------------------------------
@@ -262,10 +264,10 @@ def render_summary(summary: TalkSummary) -> Table:
     table.add_column(style="dim")
     table.add_column()
     minutes, seconds = divmod(summary.duration_s, 60)
-    table.add_row(
-        "turns",
-        f"{summary.turns}" + (f" ({summary.interruptions} interrupted)" if summary.interruptions else ""),
-    )
+    details = [f"{summary.interruptions} interrupted"] if summary.interruptions else []
+    if summary.unfinished:
+        details.append(f"{summary.unfinished} unfinished")
+    table.add_row("turns", f"{summary.turns}" + (f" ({', '.join(details)})" if details else ""))
     table.add_row("duration", f"{int(minutes)} min {seconds:04.1f} s" if minutes else f"{seconds:.1f} s")
     latencies = summary.latencies_ms
     table.add_row(
