@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml src/realtalk/gateway/fastpath.pyx
 	$(BIN)/python -m pip install --quiet -e ".[dev,silero,asr,aec,clients]"
 	touch $(STAMP)
 
+# Not echoed: the last line `realtalk serve` prints at start-up says what to open and do.
 run: $(STAMP)
-	$(BIN)/realtalk serve
+	@$(BIN)/realtalk serve
 
 # Under CI the system packages the tests need are installed first (skips are failures there).
 system-deps:

@@ -125,7 +125,7 @@ def render_embedded_configuration(emulator: EmbeddedEmulator, timeout_s: float) 
         ("endpoint", emulator.endpoint.url),
         ("deployment", emulator.endpoint.deployment),
         ("engines", emulator.engines),
-        ("credential", "a random key made for this run"),
+        ("credential", emulator.credential.describe()),
         ("timeout", f"{timeout_s:g} s per step"),
     ]
     return _configuration(rows, ())
