@@ -1,9 +1,9 @@
 """The input audio buffer: decoding, the session's audio clock, and VAD over the real audio.
 
 Audio arrives base64-encoded in the session's input format (``audio/pcm`` 24 kHz, or G.711
-``audio/pcmu``/``audio/pcma`` at 8 kHz). The buffer keeps it twice: as received (what
-``conversation.item.retrieve`` returns) and as PCM16 at 24 kHz (what the VAD and the recogniser
-hear; G.711 is decoded and resampled).
+``audio/pcmu``/``audio/pcma`` at 8 kHz). The buffer keeps it as received (what
+``conversation.item.retrieve`` returns) and, for G.711 only, also as PCM16 at 24 kHz (what the VAD
+and the recogniser hear: decoded and resampled); ``audio/pcm`` is already that, and is kept once.
 
 Milliseconds are counted on the stream of everything appended this session, which is what
 ``audio_start_ms``/``audio_end_ms`` mean on the wire (§2.4): the clock survives commits, clears
@@ -61,7 +61,7 @@ class InputAudio:
         self._decoder = self._make_decoder(fmt)
         self._decoder_primed = False
         self._raw = bytearray()
-        self._pcm24 = bytearray()
+        self._decoded = bytearray()  # G.711 only: the PCM16 24 kHz of _raw (audio/pcm: _raw itself)
         self._max_buffer_ms = max_buffer_ms
         self._stream_ms_before_format = 0.0  # stream ms accumulated under earlier formats
         self._format_bytes = 0  # bytes appended under the current format
@@ -116,7 +116,8 @@ class InputAudio:
         """Add audio in the input format; return what the VAD heard in it (stream ms)."""
         pcm24 = self._decode(raw)
         self._raw += raw
-        self._pcm24 += pcm24
+        if self._fmt != "audio/pcm":
+            self._decoded += pcm24
         self._format_bytes += len(raw)
         events: list[VadEvent] = []
         if self._vad is not None and pcm24:
@@ -140,15 +141,19 @@ class InputAudio:
         )
         end = buffer_end if end_ms is None else min(max(end_ms, start), buffer_end)
         raw = bytes(self._raw[self._raw_offset(start) : self._raw_offset(end)])
-        pcm24 = bytes(self._pcm24[self._pcm_offset(start) : self._pcm_offset(end)])
+        pcm24 = (
+            raw
+            if self._fmt == "audio/pcm"
+            else bytes(self._decoded[self._pcm_offset(start) : self._pcm_offset(end)])
+        )
+        del self._decoded[: self._pcm_offset(end)]
         del self._raw[: self._raw_offset(end)]
-        del self._pcm24[: self._pcm_offset(end)]
         self._buffer_start_ms = end
         return AudioSegment(raw, pcm24, self._fmt, int(start), int(end))
 
     def clear(self) -> None:
         self._raw.clear()
-        self._pcm24.clear()
+        self._decoded.clear()
         self._buffer_start_ms = self.stream_ms_exact
         if self._vad is not None:
             self._vad.reset()
@@ -185,7 +190,7 @@ class InputAudio:
 
     def _pcm_offset(self, stream_ms: float) -> int:
         offset = int((stream_ms - self._buffer_start_ms) * _PCM24_BYTES_PER_MS)
-        return max(0, min(len(self._pcm24), offset - offset % 2))
+        return max(0, min(len(self._decoded), offset - offset % 2))
 
     def _bound(self, *, speech_pending: bool) -> None:
         keep_ms = self._max_buffer_ms if (self._vad is None or speech_pending) else self._idle_keep_ms

@@ -35,6 +35,18 @@ ROOT = "root"
 class Item:
     """One conversation item and its audio (if any)."""
 
+    # A session holds up to max_items of these for as long as it lasts: no per-instance __dict__.
+    __slots__ = (
+        "_audio",
+        "_audio_bytes",
+        "_key",
+        "_key_version",
+        "audio_format",
+        "data",
+        "has_audio",
+        "version",
+    )
+
     def __init__(
         self, data: dict[str, Any], *, audio: bytes | None = None, audio_format: FormatType = "audio/pcm"
     ):
@@ -44,6 +56,8 @@ class Item:
         self._audio_bytes = len(self._audio) if self._audio is not None else 0
         self.audio_format: FormatType = audio_format
         self.version = 0  # changes whenever the content does (the usage cache keys on it)
+        self._key = ""  # the segment key last built, for _key_version
+        self._key_version = -1
 
     @property
     def id(self) -> str:
@@ -118,7 +132,11 @@ class Item:
 
     def segment(self) -> Segment:
         """This item's share of a response's input context."""
-        key = f"{self.id}:{self.version}"
+        # One key string per version, shared by every context that holds it (the usage cache keeps
+        # recent contexts: a fresh string per item per response grew ~1.7 KiB a turn).
+        if self._key_version != self.version:
+            self._key, self._key_version = f"{self.id}:{self.version}", self.version
+        key = self._key
         text = 0
         audio = 0
         if self.type == "function_call":

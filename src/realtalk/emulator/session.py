@@ -23,8 +23,12 @@ except the instance's read-only engines.
 Memory per session is bounded whatever the client sends: the outbox (``outbox.py``), the input
 audio buffer (``audio_input.py``: a short tail while nobody speaks, ``max_buffer_ms`` at most), the
 conversation (``conversation.py``: ``max_items``, and the audio of its latest items within
-``EmulatorConfig.max_conversation_audio_bytes``), the recent recognitions and cached contexts, and
-the stats' record of the session (``stats.py``: counters, and a bounded history of summaries).
+``EmulatorConfig.max_conversation_audio_bytes``), the recent recognitions (their text, never their
+audio: ``transcription.py``) and cached contexts (``usage.py``), the tokens spent in the last minute
+(one entry a second), and the stats' record of the session (``stats.py``: counters, and a history
+of summaries bounded in bytes). A long spoken conversation levels off after a few turns at under
+1 MiB besides the conversation's audio; what still grows is the conversation's items (every one
+retrievable), ~1.5 KiB a turn (``tests/emulator/test_long_conversation_memory.py``).
 """
 
 from __future__ import annotations
@@ -122,7 +126,7 @@ class RealtimeSession:
         self._audio_sent_ms = 0
         self._transcriber = Transcriber(engines, self._spawn, self._emit)
         self._cache = CacheTracker()
-        self._tokens_used: deque[tuple[float, int]] = deque(maxlen=1024)
+        self._tokens_used: deque[tuple[float, int]] = deque(maxlen=128)  # (start s, tokens) a second
         self._tasks: set[asyncio.Task[Any]] = set()
         self._idle_timer: asyncio.Task[Any] | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
@@ -192,7 +196,7 @@ class RealtimeSession:
         # A frame's size in bytes; encoding to count only matters near the limit (4 bytes/char max).
         size = len(text.encode("utf-8")) if len(text) * 4 > self._config.max_event_bytes else len(text)
         if size > self._config.max_event_bytes:
-            self._record.client_event({"type": None, "oversized_bytes": size}, 64, "<oversized>")
+            self._record.client_event({"type": None, "oversized_bytes": size}, 256, "<oversized>")
             await self._emit(
                 events.error(errors.event_too_large(size, self._config.max_event_bytes).to_object(None))
             )
@@ -203,12 +207,12 @@ class RealtimeSession:
             # Any parser failure is the client's malformed event, answered and survived: a syntax
             # error, nesting past the recursion limit, or an integer past Python's 4,300-digit
             # conversion limit (a bare ValueError, which once dropped the connection).
-            self._record.client_event({"type": None, "invalid_json": True}, 64, "<invalid json>")
+            self._record.client_event({"type": None, "invalid_json": True}, 256, "<invalid json>")
             detail = str(exc) if isinstance(exc, json.JSONDecodeError) else _PARSER_LIMIT
             await self._emit(events.error(errors.invalid_json(detail).to_object(None)))
             return
         if not isinstance(data, dict):
-            self._record.client_event({"type": None, "not_an_object": True}, 64, "<not an object>")
+            self._record.client_event({"type": None, "not_an_object": True}, 256, "<not an object>")
             await self._emit(events.error(errors.not_an_object().to_object(None)))
             return
         client_event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
@@ -470,8 +474,13 @@ class RealtimeSession:
             now = time.monotonic()
             while self._tokens_used and now - self._tokens_used[0][0] > _RATE_WINDOW_S:
                 self._tokens_used.popleft()
-            used = sum(tokens for _, tokens in self._tokens_used) + estimated_output_tokens(reply)
-            self._tokens_used.append((now, estimated_output_tokens(reply)))
+            tokens = estimated_output_tokens(reply)
+            used = sum(spent for _, spent in self._tokens_used) + tokens
+            if self._tokens_used and now - self._tokens_used[-1][0] < 1.0:
+                # Within a second of the last entry: add to it, so the window holds ~60 entries.
+                self._tokens_used[-1] = (self._tokens_used[-1][0], self._tokens_used[-1][1] + tokens)
+            else:
+                self._tokens_used.append((now, tokens))
             limit = self._faults.rate_limit_tokens_per_min
             await run.run(reply, rate_limits(limit, limit - used, used / limit * _RATE_WINDOW_S))
             self._cache.remember(run.processed_segments())

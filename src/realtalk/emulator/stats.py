@@ -14,7 +14,9 @@ the emulator from 107 to 600 MB: it kept every event payload of every session, c
   audio becomes its decoded size (``"<4800 bytes>"``), a string longer than
   :attr:`EmulatorStats.MAX_STRING_CHARS_KEPT` becomes its length (``"<100000 characters>"``),
   nesting deeper than ``_MAX_DEPTH`` becomes ``"<nested>"``. The history holds at most
-  ``MAX_EVENTS_KEPT`` summaries and about ``MAX_EVENT_BYTES_KEPT`` bytes, oldest dropped first.
+  ``MAX_EVENTS_KEPT`` summaries and ``MAX_EVENT_BYTES_KEPT`` bytes, oldest dropped first; the bytes
+  are counted as CPython allocates them (an upper bound: short strings, such as names and types,
+  are shared between summaries but counted in each).
 - When a session closes, its history stays only while it is among the latest
   :attr:`EmulatorStats.CLOSED_SESSIONS_WITH_EVENTS` closed sessions (a test reads what the
   session it just ended was sent); older closed sessions keep their counters only.
@@ -23,6 +25,7 @@ the emulator from 107 to 600 MB: it kept every event payload of every session, c
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,46 +35,63 @@ from typing import Any
 __all__ = ["EmulatorStats", "SessionRecord", "summarise_client_event"]
 
 MAX_EVENTS_KEPT = 5_000  # per open session and direction: the latest ones
-MAX_EVENT_BYTES_KEPT = 256 * 1024  # per open session: the summaries' estimated size
+MAX_EVENT_BYTES_KEPT = 256 * 1024  # per open session: the summaries' size (an upper bound, see below)
 MAX_STRING_CHARS_KEPT = 1_024  # longer strings are kept as their length
 _MAX_DEPTH = 16  # deeper containers are kept as "<nested>"
-_CONTAINER_BYTES = 64  # estimated overhead of a dict or list, and of each entry in it
-_ENTRY_BYTES = 16
+_MAX_INTERNED_CHARS = 64  # shorter strings are shared between summaries (names, types, "<4800 bytes>")
+# What CPython (64-bit) allocates, so that the budget bounds the real memory, not a guess at half of
+# it: a str is 49 bytes + 1 per ASCII character; a dict 64 + 24 per slot (5 slots at least); a list
+# 56 + 8 per entry; a number 32; each summary also costs a history slot and its size (40).
+_STR_BYTES = 49
+_DICT_BYTES = 64
+_DICT_SLOT_BYTES = 24
+_LIST_BYTES = 56
+_POINTER_BYTES = 8
+_NUMBER_BYTES = 32
+_HISTORY_SLOT_BYTES = 40
+
+
+def _string(value: str) -> tuple[str, int]:
+    # Strings are counted whole even when shared, so the estimate stays an upper bound.
+    kept = sys.intern(value) if len(value) <= _MAX_INTERNED_CHARS else value
+    return kept, _STR_BYTES + len(value.encode("utf-8", "surrogatepass"))
 
 
 def _summarise(value: Any, depth: int, key: str | None) -> tuple[Any, int]:
-    """(summary of ``value``, its estimated size in bytes)."""
+    """(summary of ``value``, an upper bound of its size in bytes)."""
     if isinstance(value, str):
         if key == "audio":
             value = f"<{len(value) * 3 // 4} bytes>"
         elif len(value) > MAX_STRING_CHARS_KEPT:
             value = f"<{len(value)} characters>"
-        return value, len(value) + _ENTRY_BYTES
+        return _string(value)
     if isinstance(value, dict | list):
         if depth >= _MAX_DEPTH:
-            return "<nested>", _ENTRY_BYTES
-        size = _CONTAINER_BYTES
+            return _string("<nested>")
         if isinstance(value, dict):
             summary: dict[str, Any] = {}
+            size = _DICT_BYTES + _DICT_SLOT_BYTES * max(5, len(value))
             for name, inner in value.items():
-                summary[name], inner_size = _summarise(inner, depth + 1, name)
-                size += inner_size + len(name) + _ENTRY_BYTES
+                kept_name, name_size = _string(name)
+                summary[kept_name], inner_size = _summarise(inner, depth + 1, name)
+                size += inner_size + name_size
             return summary, size
         items = []
+        size = _LIST_BYTES
         for inner in value:
             item, inner_size = _summarise(inner, depth + 1, None)
             items.append(item)
-            size += inner_size + _ENTRY_BYTES
+            size += inner_size + _POINTER_BYTES
         return items, size
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"<{value.bit_length()}-bit integer>", _ENTRY_BYTES  # a fuzzer's 4,000-digit number
-    return value, _ENTRY_BYTES
+        return _string(f"<{value.bit_length()}-bit integer>")  # a fuzzer's 4,000-digit number
+    return value, _NUMBER_BYTES
 
 
 def summarise_client_event(event: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """The event without bulky payloads, and the summary's estimated size in bytes."""
     summary, size = _summarise(event, 0, None)
-    return summary, size
+    return summary, size + _HISTORY_SLOT_BYTES
 
 
 @dataclass

@@ -5,6 +5,9 @@ result feeds the echo responder, and, when the session has ``audio.input.transcr
 the ``...input_audio_transcription.delta``/``.completed`` events (or ``.failed``). These arrive
 asynchronously after ``input_audio_buffer.committed``, before or after the response events, as on
 the service (§2.5 B). The recognised text is also written into the item's ``transcript``.
+
+The session keeps the latest few results (a response waits on its latest user item's), never the
+audio they were recognised from: a result is a short text or a failure's code and message.
 """
 
 from __future__ import annotations
@@ -47,7 +50,10 @@ class Transcriber:
             try:
                 return await asyncio.to_thread(self._engines.recognizer.transcribe, pcm24, 24000, hints)
             except TranscriptionUnavailable as exc:
-                return exc
+                # Kept for the session's next responses: a fresh copy, without the traceback, whose
+                # frames would hold the recogniser's locals, the whole segment's audio among them
+                # (with no recogniser, ~32 segments of PCM per session: megabytes).
+                return TranscriptionUnavailable(exc.code, exc.message)
 
         task: asyncio.Task[Result] = self._spawn(recognise())
         self._results[item.id] = task

@@ -78,7 +78,12 @@ class CacheTracker:
     def remember(self, segments: Sequence[Segment]) -> None:
         """A response has processed ``segments`` (its input, then its output): the service keeps
         them cached for the session's next responses."""
-        self._previous.append(tuple(s.key for s in segments))
+        keys = tuple(s.key for s in segments)
+        # A context that this one starts with can never give a longer common prefix than this one:
+        # drop it. In a conversation each context extends the last, so one or two are kept, not 8
+        # (each as long as the conversation).
+        self._previous = [p for p in self._previous if keys[: len(p)] != p]
+        self._previous.append(keys)
         del self._previous[:-8]  # bounded: recent contexts are the ones a cache would still hold
 
 
