@@ -160,3 +160,17 @@ def test_session_events_lose_instructions_prompt_and_tool_definitions() -> None:
         "tools": [{"type": "function", "name": "lookup"}, {"type": "mcp", "server_label": "crm"}],
     }
     assert event["session"]["instructions"] == "secret"  # the input is not changed
+
+
+@pytest.mark.parametrize("part_type", [{"a": 1}, ["input_text"], None, 3])
+def test_a_content_part_whose_type_is_not_a_string_is_refused_not_a_crash(part_type: object) -> None:
+    # Found by the long fuzz run: a dict or list here raised TypeError (unhashable), a 1011.
+    event = {
+        "type": "conversation.item.create",
+        "item": {"type": "message", "role": "user", "content": [{"type": part_type, "text": "x"}]},
+    }
+    refusal = POLICY.check(event)
+    assert refusal is not None and (refusal.code, refusal.param) == (
+        "item_not_allowed",
+        "item.content[0].type",
+    )

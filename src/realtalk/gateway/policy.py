@@ -234,7 +234,7 @@ class ClientEventPolicy:
             return Refusal("invalid_value", "A user message needs a 'content' list.", "item.content")
         for index, part in enumerate(content):
             part_type = part.get("type") if isinstance(part, Mapping) else None
-            if part_type not in _USER_CONTENT_TYPES:
+            if not isinstance(part_type, str) or part_type not in _USER_CONTENT_TYPES:
                 return Refusal(
                     "item_not_allowed",
                     "Rule 'conversation items': user message content must be input_text, input_audio "
