@@ -25,6 +25,7 @@ import io
 import multiprocessing
 import os
 import re
+import signal
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -305,11 +306,17 @@ def _worker_pool() -> concurrent.futures.ProcessPoolExecutor:
         if _POOL is None:
             workers = max(1, min(2, (os.cpu_count() or 1) - 1))
             _POOL = concurrent.futures.ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("forkserver")
+                workers, mp_context=multiprocessing.get_context("forkserver"), initializer=_ignore_ctrl_c
             )
             # Shut the workers down before interpreter teardown, not from a garbage-collector callback.
             atexit.register(_POOL.shutdown, wait=True, cancel_futures=True)
         return _POOL
+
+
+def _ignore_ctrl_c() -> None:
+    """In each worker: a Ctrl-C in the terminal reaches the whole process group, workers included;
+    the parent decides what it means (it shuts the pool down), a worker must not print a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _warm_up_worker(phrases: tuple[str, ...]) -> None:
