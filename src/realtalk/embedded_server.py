@@ -31,6 +31,7 @@ Changes to uvicorn, all of them about running embedded and carrying audio:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import socket
@@ -414,7 +415,14 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         if self._handle_signals:
             with super().capture_signals():
-                yield
+                try:
+                    yield
+                finally:
+                    if getattr(self, "_captured_signals", None):
+                        # uvicorn now re-raises the signal: SIGTERM's default action ends the process
+                        # without running atexit, which is where child processes are stopped (the
+                        # emulator's recogniser pool); they outlived `realtalk serve`. Run them now.
+                        atexit._run_exitfuncs()
         else:
             yield
 

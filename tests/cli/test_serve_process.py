@@ -44,7 +44,10 @@ class Lines:
         self.stderr: list[str] = []
         assert process.stderr is not None
         stream = process.stderr
-        self._thread = threading.Thread(target=lambda: self.stderr.extend(iter(stream.readline, "")))
+        # A daemon: should a process of the command's outlive it holding the pipe, the run still ends.
+        self._thread = threading.Thread(
+            target=lambda: self.stderr.extend(iter(stream.readline, "")), daemon=True
+        )
         self._thread.start()
 
     def wait_for(self, pattern: re.Pattern[str], timeout_s: float = 60) -> re.Match[str]:
@@ -67,7 +70,7 @@ def serving(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> It
     process = subprocess.Popen(
         [sys.executable, "-c", APP, "serve", "--port", "0", *args],
         env=environment, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     lines = Lines(process)
     try:
@@ -80,6 +83,24 @@ def serving(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> It
             process.kill()
             process.wait()
             lines.join()
+            if process.stderr is not None:
+                process.stderr.close()
+        # Nothing it started outlives it (the embedded emulator's recogniser processes did).
+        deadline = time.monotonic() + 10
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        leftover = _group_alive(process.pid)
+        if leftover:
+            os.killpg(process.pid, signal.SIGKILL)
+        assert not leftover, "a process started by realtalk serve outlived it"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def records(lines: list[str]) -> list[dict[str, Any]]:
