@@ -20,6 +20,7 @@ Everything realtalk's own tests use, in one place:
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -52,6 +53,7 @@ __all__ = [
     "configuration_variables",
     "connect_to_emulator",
     "parse_scenario",
+    "process_group_ended",
     "read_wav",
     "silence",
 ]
@@ -84,3 +86,17 @@ def configuration_variables(environ: Mapping[str, str] | None = None) -> list[st
     terminal-rendering variables."""
     names = os.environ if environ is None else environ
     return [name for name in names if name.startswith(_CONFIGURATION_PREFIXES) or name in _ALSO_CLEARED]
+
+
+def process_group_ended(pgid: int, timeout_s: float = 10.0) -> bool:
+    """Wait up to ``timeout_s`` for every process of group ``pgid`` to end; whether they all did
+    (for tests that stop a command and check that nothing it started outlived it)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)

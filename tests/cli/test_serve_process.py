@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from realtalk.testing import configuration_variables
+from realtalk.testing import configuration_variables, process_group_ended
 
 # The command, plus a stand-in for a third-party library that logs at every level once serve runs.
 APP = """
@@ -86,21 +86,10 @@ def serving(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> It
             if process.stderr is not None:
                 process.stderr.close()
         # Nothing it started outlives it (the embedded emulator's recogniser processes did).
-        deadline = time.monotonic() + 10
-        while _group_alive(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        leftover = _group_alive(process.pid)
+        leftover = not process_group_ended(process.pid)
         if leftover:
             os.killpg(process.pid, signal.SIGKILL)
         assert not leftover, "a process started by realtalk serve outlived it"
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def records(lines: list[str]) -> list[dict[str, Any]]:

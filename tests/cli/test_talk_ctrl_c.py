@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from realtalk.testing import configuration_variables
+from realtalk.testing import configuration_variables, process_group_ended
 
 QUESTION = Path(__file__).parents[1] / "fixtures" / "question.wav"
 APP = "import typer; from realtalk.cli.talk import talk; app = typer.Typer(); app.command()(talk); app()"
@@ -33,14 +33,6 @@ def _wait_for_event(path: Path, event_type: str, process: subprocess.Popen[bytes
                     return
         time.sleep(0.05)
     raise AssertionError(f"no {event_type} within {timeout_s} s")
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_ctrl_c_to_the_process_group_mid_reply_ends_cleanly_with_one_summary_and_no_leftover_process(
@@ -61,12 +53,9 @@ def test_ctrl_c_to_the_process_group_mid_reply_ends_cleanly_with_one_summary_and
         _wait_for_event(events, "response.output_audio.delta", process, timeout_s=60)
         os.killpg(pgid, signal.SIGINT)
         stdout_bytes, stderr_bytes = process.communicate(timeout=30)
-        deadline = time.monotonic() + 10
-        while _group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        leftover = _group_alive(pgid)
+        leftover = not process_group_ended(pgid)
     finally:
-        if _group_alive(pgid):
+        if not process_group_ended(pgid, timeout_s=0):
             os.killpg(pgid, signal.SIGKILL)
         process.kill()
         process.wait()

@@ -13,15 +13,9 @@ import time
 
 import pytest
 
+from realtalk.testing import process_group_ended
+
 COMMAND = "from realtalk.cli.app import main; main()"
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.slow
@@ -43,9 +37,7 @@ def test_ctrl_c_to_the_process_group_stops_emulate_and_its_workers_without_a_tra
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while _group_alive(process.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    ended = process_group_ended(process.pid)
     assert process.returncode in (0, -signal.SIGINT, 130), output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
-    assert not _group_alive(process.pid), "a process of the emulator's group outlived it"
+    assert ended, "a process of the emulator's group outlived it"
