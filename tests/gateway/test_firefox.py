@@ -164,13 +164,6 @@ async def test_the_page_runs_in_firefox_and_asks_for_the_microphone_with_explici
     assert stack.emulator.stats.connections_accepted == 1
 
 
-# Known flaky in Firefox since the UI's first-contact changes (28f111f): in about half the runs the
-# page never shows the final assistant transcript with status "listening" within 30 s (Chromium's
-# same tests pass every time). Not a skip: the test runs and reports; to be root-caused (issue 13).
-FIREFOX_TURN_FLAKY = pytest.mark.xfail(strict=False, reason="flaky in Firefox since 28f111f; see the comment")
-
-
-@FIREFOX_TURN_FLAKY
 async def test_a_spoken_question_gets_both_transcripts_and_a_reply_whose_every_sample_was_played(
     tmp_path: Path, speech_engines: Engines
 ) -> None:
@@ -203,7 +196,6 @@ async def test_a_spoken_question_gets_both_transcripts_and_a_reply_whose_every_s
     assert_nothing_was_interrupted(state, stack)
 
 
-@FIREFOX_TURN_FLAKY
 async def test_barging_in_truncates_the_reply_upstream_at_the_position_the_page_played(
     tmp_path: Path, speech_engines: Engines
 ) -> None:

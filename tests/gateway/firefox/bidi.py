@@ -319,8 +319,16 @@ class Page:
                 raise TimeoutError(f"not true after {timeout_s} s: {expression}")
             await asyncio.sleep(poll_s)
 
-    async def click(self, selector: str) -> None:
-        """A real mouse click at the element's centre (the page gets a user activation)."""
+    async def click(self, selector: str, timeout_s: float = 5) -> None:
+        """A real mouse click at the element's centre (the page gets a user activation), once the
+        element is there, shown and enabled, as Playwright's click waits: a click on a disabled
+        button does nothing, and the test would then wait for an effect that never comes (the
+        voice UI's Start stays disabled until the gateway has answered on sign-in)."""
+        await self.wait_for(
+            f"""(() => {{ const e = document.querySelector({json.dumps(selector)});
+                return e !== null && !e.disabled && e.getClientRects().length > 0; }})()""",
+            timeout_s,
+        )
         found = await self.session.command(
             "script.evaluate",
             {
