@@ -19,7 +19,10 @@ from .app_events import (
     SessionReady,
     SpeechStarted,
     SpeechStopped,
+    ToolCallFinished,
     ToolCallRequested,
+    ToolCallsCancelled,
+    ToolCallStarted,
     TranscriptUpdated,
 )
 from .client import ClientProtocol
@@ -77,7 +80,10 @@ __all__ = [
     "SessionReady",
     "SpeechStarted",
     "SpeechStopped",
+    "ToolCallFinished",
     "ToolCallRequested",
+    "ToolCallStarted",
+    "ToolCallsCancelled",
     "TranscriptLine",
     "TranscriptUpdated",
     "TurnCost",

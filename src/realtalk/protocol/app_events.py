@@ -7,6 +7,7 @@ transcript, run this tool), in our terms rather than the wire's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from realtalk.errors import RemoteProtocolError, ServerError
 
@@ -27,7 +28,10 @@ __all__ = [
     "SessionReady",
     "SpeechStarted",
     "SpeechStopped",
+    "ToolCallFinished",
     "ToolCallRequested",
+    "ToolCallStarted",
+    "ToolCallsCancelled",
     "TranscriptUpdated",
 ]
 
@@ -104,6 +108,38 @@ class ToolCallRequested:
 
 
 @dataclass(frozen=True)
+class ToolCallsCancelled:
+    """Stop running these calls: the user spoke over their response (``reason`` "barge_in"), the app
+    interrupted ("interrupted") or the conversation moved to a new connection ("reconnected"). Their
+    outputs would be stale: ``submit_tool_output`` drops them, and no follow-up response is created."""
+
+    call_ids: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class ToolCallStarted:
+    """A tool runner started a call (emitted by the session that runs tools, not by the core)."""
+
+    call_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ToolCallFinished:
+    """A tool call ended: ``status`` is ok, error, timeout, invalid_arguments, unknown_tool or
+    cancelled; ``cost_usd`` is what the tool itself cost (a delegated question), already in the
+    session's total. Emitted by the session that runs tools."""
+
+    call_id: str
+    name: str
+    status: str
+    duration_ms: float
+    cost_usd: Decimal = Decimal(0)
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class ResponseFinished:
     """A response ended (``status``: completed, cancelled, failed or incomplete) and what it cost."""
 
@@ -157,6 +193,9 @@ AppEvent = (
     | SpeechStopped
     | ResponseStarted
     | ToolCallRequested
+    | ToolCallsCancelled
+    | ToolCallStarted
+    | ToolCallFinished
     | ResponseFinished
     | ServerErrorEvent
     | LatencyMeasured

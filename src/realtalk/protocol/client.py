@@ -12,6 +12,12 @@ Decisions made here, so that every front end behaves the same:
   user is speaking, is deferred; deferred creates are folded into one, sent when the conversation
   is idle. Tool outputs for one response are folded into one follow-up create, sent once every
   function call of that response has its output and the response is done (§2.5 D).
+* Tool calls (§2.5 D, lessons.md "no dead air", "calls left pending after a barge-in"): a barge-in
+  supersedes the calls still running (``ToolCallsCancelled``; their late outputs are dropped and no
+  follow-up is created, the user's new turn gets the reply). When the app reports a call as slow
+  (``tool_call_slow``), one short filler response is spoken while the conversation is idle:
+  in-band, so it is heard, truncated and billed like any reply, with ``tool_choice: "none"`` so it
+  cannot call again; the follow-up waits for it like any deferred create.
 * Barge-in (§2.5 E): on ``speech_started`` (or ``interrupt()``) the latest assistant audio still
   playing is flushed; once the app reports what was played, ``conversation.item.truncate`` is
   sent with ``audio_end_ms`` from truncation.py and the transcript is cut. ``response.cancel`` is
@@ -63,6 +69,7 @@ from .app_events import (
     SpeechStarted,
     SpeechStopped,
     ToolCallRequested,
+    ToolCallsCancelled,
     TranscriptUpdated,
 )
 from .conversation import Conversation, ResponseState, TranscriptLine
@@ -78,6 +85,15 @@ logger = logging.getLogger(__name__)
 
 _RESPONSE_CREATE_FIELDS: Final = frozenset(get_type_hints(RealtimeResponseCreateParamsParam))
 _BUSY: Final = (ResponseState.REQUESTED, ResponseState.ACTIVE, ResponseState.CANCELLING)
+DEFAULT_TOOL_FILLER: Final = "One moment, I am checking that."
+_MAX_REMEMBERED: Final = 64  # cancelled calls and fillers said: only a handful are ever in flight
+
+
+def filler_instructions(text: str) -> str:
+    """The per-response instructions that make the model say ``text`` and nothing else."""
+    return f'Say exactly this, and nothing else: "{text}"'
+
+
 REPLAY_MAX_CHARS: Final = 16_000
 REPLAY_MAX_LINES: Final = 200
 
@@ -85,6 +101,7 @@ REPLAY_MAX_LINES: Final = 200
 @dataclass
 class _ToolCall:
     response_id: str
+    name: str = ""
     output_submitted: bool = False
 
 
@@ -99,8 +116,11 @@ class ClientProtocol:
         include_raw_events: bool = False,
         max_items: int = 1000,
         latency_window_chunks: int = 4096,
+        tool_filler: str | None = DEFAULT_TOOL_FILLER,
     ) -> None:
         """Create the protocol; with a ``profile``, ``session.update`` is sent on ``session.created``.
+
+        ``tool_filler`` is what the agent says when a tool call is reported slow (``None``: nothing).
 
         ``latency_window_chunks`` bounds how many recent input chunks are kept to map the server's
         ``speech_stopped.audio_end_ms`` to the client clock (a relay serving many sessions keeps fewer).
@@ -130,6 +150,10 @@ class ClientProtocol:
         self._sent_creates: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._tool_calls: dict[str, _ToolCall] = {}
         self._done_responses: OrderedDict[str, None] = OrderedDict()
+        self._tool_filler = tool_filler
+        self._cancelled_calls: OrderedDict[str, None] = OrderedDict()
+        self._fillers_said: OrderedDict[str, None] = OrderedDict()  # by the response that made the calls
+        self._filler_creates: OrderedDict[str, None] = OrderedDict()  # event ids of filler creates
         # Barge-in: items the app was told to flush, and responses whose remaining audio is dropped.
         self._flush_pending: set[str] = set()
         self._silenced: OrderedDict[str, None] = OrderedDict()
@@ -225,8 +249,18 @@ class ClientProtocol:
         self._send(wire.conversation_item_create(wire.user_text_item(text), event_id=self._next_event_id()))
         self.create_response()
 
-    def submit_tool_output(self, call_id: str, output: str) -> None:
-        """Answer a ``ToolCallRequested``; the follow-up response is created once all calls are answered."""
+    def submit_tool_output(self, call_id: str, output: str, *, cost_usd: Decimal = Decimal(0)) -> bool:
+        """Answer a ``ToolCallRequested``; the follow-up response is created once all calls are answered.
+
+        ``cost_usd`` is what the call itself cost (a delegated question); it is added to the session's
+        total even when the output is dropped. Returns ``False`` when the call was cancelled
+        (``ToolCallsCancelled``): its output is stale and nothing is sent.
+        """
+        if cost_usd:
+            self.costs.add_tool_cost(cost_usd)
+        if call_id in self._cancelled_calls:
+            logger.info("dropped the output of cancelled function call %s", call_id)
+            return False
         call = self._tool_calls.get(call_id)
         if call is None:
             raise LocalProtocolError(f"no function call {call_id!r} is waiting for output")
@@ -240,6 +274,61 @@ class ClientProtocol:
         )
         self._follow_up_tools(call.response_id)
         self._flush_pending_create()
+        return True
+
+    def tool_call_slow(self, call_id: str) -> bool:
+        """Report that ``call_id`` has been running for a while; returns whether a filler was sent.
+
+        One filler per batch of calls, and only into silence: not while the user speaks, a response
+        is requested or running (its audio already fills the gap), or a create is waiting.
+        """
+        call = self._tool_calls.get(call_id)
+        if (
+            self._tool_filler is None
+            or call is None
+            or call.output_submitted
+            or call.response_id not in self._done_responses
+            or call.response_id in self._fillers_said
+            or self._user_speaking
+            or self._pending_create is not None
+            or self.conversation.response_state in _BUSY
+        ):
+            return False
+        self._remember(self._fillers_said, call.response_id)
+        event_id = self._next_event_id()
+        self._remember(self._filler_creates, event_id)
+        filler: RealtimeResponseCreateParamsParam = {
+            "instructions": filler_instructions(self._tool_filler),
+            "tool_choice": "none",
+        }
+        self._send(wire.response_create(filler, event_id=event_id))
+        self.conversation.response_create_sent()
+        return True
+
+    @property
+    def pending_tool_calls(self) -> tuple[str, ...]:
+        """Call ids of function calls still waiting for their output."""
+        return tuple(call_id for call_id, call in self._tool_calls.items() if not call.output_submitted)
+
+    def cancel_tool_calls(self, reason: str) -> tuple[str, ...]:
+        """Cancel every call still waiting for output (see ``ToolCallsCancelled``); returns their ids."""
+        pending = self.pending_tool_calls
+        if not pending:
+            return ()
+        responses = {self._tool_calls[call_id].response_id for call_id in pending}
+        for call_id in [c for c, call in self._tool_calls.items() if call.response_id in responses]:
+            del self._tool_calls[call_id]
+            self._remember(self._cancelled_calls, call_id)
+        for response_id in responses:
+            self._done_responses.pop(response_id, None)
+        self._events.append(ToolCallsCancelled(pending, reason))
+        return pending
+
+    @staticmethod
+    def _remember(memory: OrderedDict[str, None], key: str) -> None:
+        memory[key] = None
+        while len(memory) > _MAX_REMEMBERED:
+            memory.popitem(last=False)
 
     def create_response(self, **overrides: Any) -> None:
         """Ask for a response, with optional per-response overrides (``instructions=...`` etc.).
@@ -266,9 +355,10 @@ class ClientProtocol:
         self._cancel_active()
 
     def interrupt(self) -> None:
-        """Local barge-in (a key press, typed text): flush the playing audio and cancel the response."""
+        """Local barge-in (a key press, typed text): flush the playing audio, cancel the response and
+        any tool call still running."""
         self._pending_create = None
-        self._barge_in(cancel=True)
+        self._barge_in(cancel=True, reason="interrupted")
 
     def update_session(self, profile: AgentProfile) -> None:
         """Send a new session configuration."""
@@ -356,7 +446,10 @@ class ClientProtocol:
 
     # -- barge-in and response ownership -------------------------------------------------------
 
-    def _barge_in(self, *, cancel: bool) -> None:
+    def _barge_in(self, *, cancel: bool, reason: str) -> None:
+        # The user's new turn supersedes calls still running: their outputs would answer a question
+        # the conversation has moved past, and the follow-up would talk over the user.
+        self.cancel_tool_calls(reason)
         target = self.conversation.last_unheard_audio_item()
         if target is not None and target.item_id not in self._flush_pending:
             self._flush_pending.add(target.item_id)
@@ -491,7 +584,7 @@ class ClientProtocol:
             case InputAudioBufferSpeechStartedEvent():
                 self._user_speaking = True
                 self._events.append(SpeechStarted(event.item_id, event.audio_start_ms))
-                self._barge_in(cancel=not self._interrupt_response)
+                self._barge_in(cancel=not self._interrupt_response, reason="barge_in")
             case InputAudioBufferSpeechStoppedEvent():
                 self._events.append(SpeechStopped(event.item_id, event.audio_end_ms))
                 self._latency.speech_ended(event.audio_end_ms)
@@ -501,7 +594,12 @@ class ClientProtocol:
             case ResponseCreatedEvent():
                 self._on_response_created(event)
             case ResponseFunctionCallArgumentsDoneEvent():
-                self._tool_calls[event.call_id] = _ToolCall(event.response_id)
+                if event.response_id in self._silenced:
+                    # The user spoke over the response that made this call: it is not run.
+                    self._remember(self._cancelled_calls, event.call_id)
+                    self._events.append(ToolCallsCancelled((event.call_id,), "barge_in"))
+                    return
+                self._tool_calls[event.call_id] = _ToolCall(event.response_id, event.name)
                 self._events.append(
                     ToolCallRequested(
                         event.call_id, event.name, event.arguments, event.item_id, event.response_id
@@ -604,6 +702,12 @@ class ClientProtocol:
         harmless = False
         if err.code == "response_cancel_not_active":
             harmless = True  # §2.5 E: the response finished before our cancel arrived
+        elif err.event_id is not None and err.event_id in self._filler_creates:
+            # A filler that lost a race with another response is not worth retrying: that response
+            # is already filling the silence.
+            del self._filler_creates[err.event_id]
+            self.conversation.response_create_rejected()
+            harmless = err.code == "conversation_already_has_active_response"
         elif err.event_id is not None and err.event_id in self._sent_creates:
             overrides = self._sent_creates.pop(err.event_id)
             self.conversation.response_create_rejected()

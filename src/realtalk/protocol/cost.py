@@ -182,6 +182,7 @@ class CostBreakdown:
     audio_out_usd: Decimal = _ZERO
     image_in_usd: Decimal = _ZERO
     image_cached_usd: Decimal = _ZERO
+    tools_usd: Decimal = _ZERO  # what tools cost on their own (a question delegated to a text model)
 
     @property
     def total_usd(self) -> Decimal:
@@ -262,6 +263,12 @@ class CostTracker:
         self._cost = self._cost + turn.cost
         self._unheard_usd += turn.unheard_audio_usd
         return turn
+
+    def add_tool_cost(self, cost_usd: Decimal) -> None:
+        """Add what a tool call cost on its own (e.g. a question delegated to the Responses API)."""
+        if not cost_usd.is_finite() or cost_usd < 0:
+            raise ValueError(f"a tool's cost must be a number >= 0, got {cost_usd!r}")
+        self._cost = self._cost + CostBreakdown(tools_usd=cost_usd)
 
     def record_playback(self, response_id: str, *, played_samples: int, received_samples: int) -> None:
         """Record how much of a response's audio was heard, for the cost of what was not."""
