@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from realtalk.emulator import CallFunction, EchoResponder, Say, TurnContext
-from realtalk.emulator.responder import FunctionResult, ToolSpec, guess_arguments
+from realtalk.emulator.responder import FunctionResult, Reply, ToolSpec, dictated_reply, guess_arguments
 
 WEATHER = ToolSpec(
     "get_weather", "", {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -71,3 +72,14 @@ def test_guessed_arguments_satisfy_the_schema_types() -> None:
         "unit": "fahrenheit",
         "tags": [],
     }
+
+
+def test_instructions_dictating_a_sentence_are_obeyed_without_calling_a_tool() -> None:
+    turn = TurnContext(
+        response_number=3,
+        user_text="what is the status of ticket XR-4892",
+        tools=(ToolSpec("get_ticket_status"),),
+        instructions='Say exactly this, and nothing else: "One moment, I am checking that."',
+    )
+    assert EchoResponder().reply(turn) == Reply((Say("One moment, I am checking that."),))
+    assert dictated_reply(replace(turn, instructions="You are a help desk.")) is None

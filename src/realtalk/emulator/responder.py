@@ -14,6 +14,10 @@ counter) and is never shared between connections. Responders are pure: no I/O, n
 :class:`EchoResponder`, the default, repeats what it understood ("You said: ..."), reports the
 length of audio it could not recognise, reads back function results, and calls a configured
 function tool when the user mentions it (see :func:`choose_tool_call`).
+
+Like a real model, every responder obeys per-response instructions that dictate one sentence
+(``Say exactly this, and nothing else: "..."``, what realtalk sends as a filler while a tool runs):
+see :func:`dictated_reply`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
     "SendError",
     "ToolSpec",
     "TurnContext",
+    "dictated_reply",
 ]
 
 
@@ -120,10 +125,22 @@ class Responder(Protocol):
     def reply(self, turn: TurnContext) -> Reply: ...
 
 
+_DICTATED = re.compile(r'\bsay exactly this, and nothing else:\s*"(?P<text>[^"]+)"', re.IGNORECASE)
+
+
+def dictated_reply(turn: TurnContext) -> Reply | None:
+    """The reply that instructions dictating a sentence ask for, with no tool call; else ``None``."""
+    found = _DICTATED.search(turn.instructions or "")
+    return Reply((Say(found["text"]),)) if found else None
+
+
 class EchoResponder:
     """The default responder: a spoken echo of what it understood."""
 
     def reply(self, turn: TurnContext) -> Reply:
+        dictated = dictated_reply(turn)
+        if dictated is not None:
+            return dictated
         if turn.function_result is not None:
             result = turn.function_result
             output = result.output if len(result.output) <= 200 else result.output[:200] + "..."
