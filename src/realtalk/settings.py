@@ -11,10 +11,12 @@ Only ``cli/`` and ``gateway/`` import this module; library classes take plain va
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -201,6 +203,15 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
         return Settings(_env_file=env_file)
     except ValidationError as exc:
         raise _config_error(exc) from None
+
+
+def environment_secret(name: str, env_file: str | Path | None = ".env") -> str | None:
+    """The value of the environment variable ``name`` (or its line in ``env_file``), for secrets a
+    profile names by variable (an HTTP tool's ``secret_env``); ``None`` when unset or empty."""
+    value = os.environ.get(name)
+    if value is None and env_file is not None and Path(env_file).is_file():
+        value = dotenv_values(env_file).get(name)
+    return (value.strip() or None) if value is not None else None
 
 
 def resolve_connection(settings: Settings) -> tuple[ResolvedEndpoint, Credential]:

@@ -160,3 +160,14 @@ def test_what_a_tool_cost_is_in_the_session_total_even_when_its_output_is_droppe
     h.feed(wire.speech_started("item_U3", 9000))
     h.proto.submit_tool_output("call_2", "{}", cost_usd=Decimal("0.0008"))
     assert h.proto.costs.total.tools_usd == Decimal("0.0020")
+
+
+def test_calls_of_tools_the_app_does_not_answer_are_neither_reported_nor_waited_for(wire: Any) -> None:
+    h = Harness(wire, answered_tools=frozenset({"get_time"}))
+    h.start()
+    _two_calls(h, wire)
+    assert [e.name for e in h.take_events(ToolCallRequested)] == ["get_time"]
+    h.feed(_done_with_calls(wire))
+    h.proto.submit_tool_output("call_2", '{"time":"12:00"}')
+    # Only the answered tool is waited for: its output alone brings the follow-up.
+    assert _types(h.take_sent()) == ["conversation.item.create", "response.create"]

@@ -30,12 +30,15 @@ from realtalk.cli.talk_options import (
     VadMode,
     build_profile,
     check_devices,
+    merge_profile,
     read_instructions,
     voice_name,
 )
 from realtalk.cli.views import render_failure
+from realtalk.client.agent_file import load_agent_file
 from realtalk.errors import ConfigError
 from realtalk.protocol.session_config import DEFAULT_TRANSCRIPTION_MODEL, VOICES, ServerVad
+from realtalk.settings import environment_secret
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "talk"]
 
@@ -43,6 +46,18 @@ _SERVER_VAD = ServerVad()  # the defaults --vad-threshold, --silence-ms and --pr
 
 
 def talk(
+    ctx: typer.Context,
+    profile_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--profile",
+            dir_okay=False,
+            help="An agent profile (TOML, as `realtalk serve --profile` reads): instructions, voice, "
+            "turn detection, the tools realtalk runs (Python functions or HTTP endpoints) and "
+            "delegation to a text model. Options given on the command line override it. Loading it "
+            "imports the tools' Python modules: use profiles you trust.",
+        ),
+    ] = None,
     voice: Annotated[
         str,
         typer.Option(
@@ -221,7 +236,7 @@ def talk(
     check_devices(
         input_device=input_device, output_device=output_device, input_wav=input_wav, output_wav=output_wav
     )
-    profile = build_profile(
+    cli_profile = build_profile(
         voice=voice,
         instructions=instructions,
         transcription_model=transcription_model,
@@ -232,8 +247,19 @@ def talk(
         prefix_ms=prefix_ms,
         push_to_talk=ptt,
     )
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    agent_file = None
+    if profile_path is not None:
+        try:
+            agent_file = load_agent_file(profile_path, secret=environment_secret)
+        except ConfigError as exc:
+            errors.print(render_failure(f"profile: {exc}"))
+            raise typer.Exit(EXIT_USAGE) from None
+    given = {name for name in ctx.params if _on_command_line(ctx, name)}
+    profile = merge_profile(agent_file.agent, cli_profile, given) if agent_file is not None else cli_profile
     options = TalkOptions(
         profile=profile,
+        agent_file=agent_file,
         push_to_talk=ptt,
         input_device=input_device,
         output_device=output_device,
@@ -248,7 +274,6 @@ def talk(
         speed=speed,
     )
     console = Console(highlight=False)
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         settings = load_checked_settings()
     except ConfigError as exc:
@@ -257,3 +282,9 @@ def talk(
     code = asyncio.run(converse(options, settings, console, errors))
     if code != EXIT_OK:
         raise typer.Exit(code)
+
+
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    # By the source's name: typer may carry its own copy of click's ParameterSource enum.
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"

@@ -34,10 +34,15 @@ from realtalk.cli.views import (
     render_summary,
     render_talk,
 )
+from realtalk.client.agent_file import ToolSettings
+from realtalk.client.credentials import Credential
+from realtalk.client.delegation import DelegationTool
 from realtalk.client.session import RealtimeSession
+from realtalk.client.tools import Tool, ToolRunner
 from realtalk.client.voice import VoiceLoop
 from realtalk.errors import ConfigError, RealtalkError
 from realtalk.protocol.cost import prices_for
+from realtalk.protocol.endpoint import ResolvedEndpoint
 from realtalk.settings import Settings
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "converse"]
@@ -71,12 +76,17 @@ async def converse(options: TalkOptions, settings: Settings, console: Console, e
                     render_failure(f"cannot write {exc.filename or 'a file'}: {exc.strerror or exc}")
                 )
                 return EXIT_USAGE
+            tools = session_tools(options, target.endpoint, target.credential, stack)
+            settings_of_tools = options.agent_file.tool_settings if options.agent_file else ToolSettings()
             session = RealtimeSession(
                 target.endpoint,
                 target.credential,
                 profile=options.profile,
                 prices=prices,
                 connect_timeout_s=settings.connect_timeout_s,
+                tools=tools,
+                tool_filler=settings_of_tools.filler,
+                tool_filler_after_s=settings_of_tools.filler_after_s,
             )
             screen = TalkScreen(
                 session,
@@ -107,6 +117,23 @@ async def converse(options: TalkOptions, settings: Settings, console: Console, e
             stack.push_async_callback(session.close)
             return await _run(options, session, voice, audio, screen, stop, console, errors)
     return EXIT_OK  # pragma: no cover - the block above always returns
+
+
+def session_tools(
+    options: TalkOptions, endpoint: ResolvedEndpoint, credential: Credential, stack: AsyncExitStack
+) -> ToolRunner | None:
+    """The runner of ``--profile``'s tools and delegation (``None``: the profile has none)."""
+    agent = options.agent_file
+    if agent is None or not agent.server_tool_names:
+        return None
+    tools: list[Tool] = list(agent.tools)
+    if agent.delegate is not None:
+        delegation = DelegationTool(
+            agent.delegate, rest_base_url=endpoint.rest_base_url, credential=credential
+        )
+        stack.push_async_callback(delegation.aclose)
+        tools.append(delegation)
+    return ToolRunner(tools, default_timeout_s=agent.tool_settings.timeout_s)
 
 
 async def _run(

@@ -6,11 +6,15 @@ before anything is opened.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
+from typing import Final
 
 import typer
 
+from realtalk.client.agent_file import AgentFile
 from realtalk.errors import ConfigError
 from realtalk.protocol.session_config import (
     VOICES,
@@ -26,6 +30,7 @@ __all__ = [
     "VadMode",
     "build_profile",
     "check_devices",
+    "merge_profile",
     "read_instructions",
     "voice_name",
 ]
@@ -48,6 +53,7 @@ class TalkOptions:
     """The command line, checked; built by ``talk`` and used by ``converse``."""
 
     profile: AgentProfile
+    agent_file: AgentFile | None = None  # --profile: its tools and delegation run in the session
     push_to_talk: bool = False
     input_device: str | None = None
     output_device: str | None = None
@@ -101,6 +107,28 @@ def check_devices(
             "Use one or the other.",
             param_hint="'--input-wav/--output-wav'",
         )
+
+
+# Which options set which profile field: given on the command line, they override --profile.
+_OPTION_FIELDS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "voice": "voice",
+        "instructions": "instructions",
+        "transcription_model": "transcription",
+        "vad": "turn_detection",
+        "eagerness": "turn_detection",
+        "vad_threshold": "turn_detection",
+        "silence_ms": "turn_detection",
+        "prefix_ms": "turn_detection",
+        "ptt": "turn_detection",
+    }
+)
+
+
+def merge_profile(base: AgentProfile, options: AgentProfile, given: set[str]) -> AgentProfile:
+    """``--profile``'s session with the settings of the options ``given`` on the command line."""
+    changes = {_OPTION_FIELDS[name]: None for name in given if name in _OPTION_FIELDS}
+    return replace(base, **{field: getattr(options, field) for field in changes})
 
 
 def build_profile(

@@ -35,6 +35,8 @@ from realtalk.protocol.app_events import (
     ServerErrorEvent,
     SpeechStarted,
     SpeechStopped,
+    ToolCallFinished,
+    ToolCallStarted,
     TranscriptUpdated,
 )
 from realtalk.protocol.conversation import ResponseState, TranscriptLine
@@ -81,6 +83,7 @@ class TalkScreen:
         self._open_replies: set[str] = set()
         self.latencies_ms: list[float] = []
         self._latency_by_response: dict[str, float] = {}
+        self._tools_running: dict[str, tuple[str, float]] = {}  # call id → (tool name, started at)
         self._lines: tuple[TranscriptLine, ...] = ()
         self._history: tuple[_Line, ...] = ()  # lines of earlier connections (a reconnect starts anew)
         self._notices: deque[Notice] = deque(maxlen=_MAX_NOTICES)
@@ -131,6 +134,11 @@ class TalkScreen:
                 )
             case ProtocolViolation():
                 self.notice("warning", f"the server sent something invalid (skipped): {event.error}")
+            case ToolCallStarted():
+                self._tools_running[event.call_id] = (event.name, self._clock())
+            case ToolCallFinished():
+                self._tools_running.pop(event.call_id, None)
+                self.notice(*tool_notice(event))
             case _:
                 pass
 
@@ -218,6 +226,11 @@ class TalkScreen:
         detail = ""
         if status == "reconnecting" and self._connection.attempt:
             detail = f"attempt {self._connection.attempt}"
+        elif self._tools_running:
+            now = self._clock()
+            detail = "running " + ", ".join(
+                f"{name} {now - started_s:.1f} s" for name, started_s in self._tools_running.values()
+            )
         return TalkView(
             lines=tuple(line.view for line in self._all_lines()),
             status=status,
@@ -327,3 +340,13 @@ class NoticeLogHandler(logging.Handler):
         except Exception:  # a malformed log call must not break the conversation
             message = str(record.msg)
         self._screen.notice("error" if record.levelno >= logging.ERROR else "warning", message)
+
+
+def tool_notice(event: ToolCallFinished) -> tuple[Literal["info", "warning"], str]:
+    """The line a finished tool call leaves on screen: which tool, how it ended, how long, what it cost."""
+    cost = f", ${event.cost_usd:.4f}" if event.cost_usd else ""
+    note = f", {event.note}" if event.note else ""
+    text = (
+        f"tool {event.name}: {event.status.replace('_', ' ')} in {event.duration_ms / 1000:.1f} s{cost}{note}"
+    )
+    return ("info" if event.status == "ok" else "warning"), text

@@ -16,6 +16,12 @@ the sans-I/O ``ClientProtocol`` in asyncio I/O and decides nothing about the pro
   connection gets a new core that carries over the costs and replays the session config and the
   conversation so far as text (``ClientProtocol.carry_over``). Anything else (401, 403, 404, bad
   configuration) ends the session with one clear reason. ``ConnectionStatus`` events say which.
+* **Tools.** With a ``ToolRunner``, every ``ToolCallRequested`` runs as its own task (never in the
+  pump: a slow or blocking tool cannot hold audio back); its outcome goes back through the core,
+  which sends the one follow-up ``response.create``. A call still running after
+  ``tool_filler_after_s`` is reported slow to the core, which decides on a filler. Calls the core
+  cancels (a barge-in), and every call at a reconnect or close, are cancelled here.
+  ``ToolCallStarted``/``ToolCallFinished`` events tell the app what ran and for how long.
 """
 
 from __future__ import annotations
@@ -35,10 +41,19 @@ from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.exceptions import InvalidHandshake
 
 from realtalk.client.credentials import Credential
+from realtalk.client.tools import ToolCalls, ToolOutcome, ToolRunner
 from realtalk.client.transport import open_websocket
-from realtalk.errors import ConnectionClosed, HandshakeRejected, RealtalkError
+from realtalk.errors import ConnectionClosed, HandshakeRejected, LocalProtocolError, RealtalkError
 from realtalk.protocol import AgentProfile, ClientProtocol, Prices
-from realtalk.protocol.app_events import AppEvent, SessionReady
+from realtalk.protocol.app_events import (
+    AppEvent,
+    SessionReady,
+    ToolCallFinished,
+    ToolCallRequested,
+    ToolCallsCancelled,
+    ToolCallStarted,
+)
+from realtalk.protocol.client import DEFAULT_TOOL_FILLER
 from realtalk.protocol.endpoint import ResolvedEndpoint
 from realtalk.protocol.retry import RetryDecision, backoff_delays_s, classify_error
 
@@ -78,6 +93,10 @@ class RealtimeSession:
         max_reconnect_attempts: consecutive failed attempts before giving up.
         connect_timeout_s: for the TCP, TLS and WebSocket handshake of one attempt.
         clock: the client clock passed to the core as ``now_s`` (monotonic seconds).
+        tools: runs the model's function calls (``None``: the app answers ``ToolCallRequested``
+            itself with ``submit_tool_output``). The profile must declare the same tools.
+        tool_filler: what the agent says when a call runs past ``tool_filler_after_s`` (``None``:
+            stay silent).
     """
 
     def __init__(
@@ -94,6 +113,9 @@ class RealtimeSession:
         rng: Callable[[], float] = random.random,
         event_queue_size: int = 1024,
         extra_headers: Mapping[str, str] | None = None,
+        tools: ToolRunner | None = None,
+        tool_filler: str | None = DEFAULT_TOOL_FILLER,
+        tool_filler_after_s: float = 1.0,
     ) -> None:
         self.endpoint = endpoint
         self._credential = credential
@@ -109,7 +131,13 @@ class RealtimeSession:
         self._frame_hooks: list[FrameHook] = []
         self._queue: asyncio.Queue[SessionEvent | None] | None = None
         self._queue_size = event_queue_size
-        self.protocol = ClientProtocol(profile=profile, prices=prices)
+        self._tool_filler = tool_filler
+        self._filler_after_s = tool_filler_after_s
+        self._tool_calls = (
+            ToolCalls(tools, self._tool_done, on_start=self._tool_started) if tools is not None else None
+        )
+        self._slow_timers: dict[str, asyncio.TimerHandle] = {}
+        self.protocol = self._new_protocol()
         """The current connection's protocol core (replaced on reconnect; costs carry over)."""
         self.status = ConnectionStatus("connecting")
         self.connections = 0
@@ -153,6 +181,9 @@ class RealtimeSession:
     async def close(self, reason: str = "closed by the application") -> None:
         """Close the connection cleanly (code 1000) and stop reconnecting."""
         self._closing = True
+        self._cancel_tools("closed")
+        if self._tool_calls is not None:
+            await self._tool_calls.aclose()
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
@@ -214,6 +245,7 @@ class RealtimeSession:
         self._act(lambda: self.protocol.send_text(text))
 
     def submit_tool_output(self, call_id: str, output: str) -> None:
+        """Answer a ``ToolCallRequested`` the app ran itself (dropped if the core cancelled the call)."""
         self._act(lambda: self.protocol.submit_tool_output(call_id, output))
 
     def create_response(self, **overrides: Any) -> None:
@@ -242,7 +274,7 @@ class RealtimeSession:
     def total_cost_usd(self) -> Decimal:
         return self.protocol.total_cost_usd
 
-    def _act(self, action: Callable[[], None]) -> None:
+    def _act(self, action: Callable[[], object]) -> None:
         action()
         self._deliver()
         self._wake.set()
@@ -284,10 +316,9 @@ class RealtimeSession:
                     return
                 self._set_status(ConnectionStatus("reconnecting", decision.reason, attempt, delay))
                 logger.warning("reconnecting in %.1f s (attempt %d): %s", delay, attempt, decision.reason)
-                previous, self.protocol = (
-                    self.protocol,
-                    ClientProtocol(profile=self._profile, prices=self._prices),
-                )
+                # The new server session has no function calls waiting: outputs could not be sent.
+                self._cancel_tools("reconnected")
+                previous, self.protocol = self.protocol, self._new_protocol()
                 self.protocol.carry_over(previous)
                 await asyncio.sleep(delay)
         finally:
@@ -360,6 +391,66 @@ class RealtimeSession:
             if isinstance(event, SessionReady):
                 self._on_ready()
             self._emit(event)
+            if self._tool_calls is None:
+                continue
+            if isinstance(event, ToolCallRequested):
+                self._tool_calls.start(event.call_id, event.name, event.arguments, self._clock())
+                if self._tool_filler is not None:
+                    self._slow_timers[event.call_id] = asyncio.get_running_loop().call_later(
+                        self._filler_after_s, self._tool_slow, event.call_id
+                    )
+            elif isinstance(event, ToolCallsCancelled):
+                self._cancel_tools(event.reason, event.call_ids)
+
+    # -- tools --------------------------------------------------------------------------------------
+
+    def _new_protocol(self) -> ClientProtocol:
+        return ClientProtocol(profile=self._profile, prices=self._prices, tool_filler=self._tool_filler)
+
+    def _tool_started(self, call_id: str, name: str) -> None:
+        self._emit(ToolCallStarted(call_id, name))
+
+    def _tool_slow(self, call_id: str) -> None:
+        self._slow_timers.pop(call_id, None)
+        self._act(lambda: self.protocol.tool_call_slow(call_id))
+
+    def _tool_done(self, outcome: ToolOutcome) -> None:
+        timer = self._slow_timers.pop(outcome.call_id, None)
+        if timer is not None:
+            timer.cancel()
+        self._emit(
+            ToolCallFinished(
+                outcome.call_id,
+                outcome.name,
+                outcome.status,
+                outcome.duration_ms,
+                outcome.cost_usd,
+                outcome.note,
+            )
+        )
+        try:
+            self._act(
+                lambda: self.protocol.submit_tool_output(
+                    outcome.call_id, outcome.output, cost_usd=outcome.cost_usd
+                )
+            )
+        except LocalProtocolError:
+            # The call belonged to an earlier connection's core (what it cost was still counted).
+            logger.info("dropped the output of %s: its connection is gone", outcome.call_id)
+
+    def _cancel_tools(self, reason: str, call_ids: tuple[str, ...] | None = None) -> None:
+        if self._tool_calls is None:
+            return
+        running = {call.call_id: call for call in self._tool_calls.running(self._clock())}
+        for call_id in running if call_ids is None else call_ids:
+            timer = self._slow_timers.pop(call_id, None)
+            if timer is not None:
+                timer.cancel()
+            call = running.get(call_id)
+            if call is not None and self._tool_calls.cancel(call_id):
+                self._emit(
+                    ToolCallFinished(call_id, call.name, "cancelled", call.elapsed_s * 1000, note=reason)
+                )
 
     def _on_ready(self) -> None:
         self._set_status(ConnectionStatus("connected"))

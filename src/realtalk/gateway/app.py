@@ -53,6 +53,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             state.set_upstream(await start_upstream(settings, stack, engines=emulator_engines))
+            stack.push_async_callback(state.aclose)
             if not COMPILED_FAST_PATH:
                 logger.warning(
                     "the compiled per-frame path is not built, so audio frames are relayed in Python "

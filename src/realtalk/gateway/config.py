@@ -15,7 +15,7 @@ from realtalk.gateway.limits import Limits
 from realtalk.gateway.profile import GatewayProfile, load_profile
 from realtalk.protocol import Prices, prices_for
 from realtalk.protocol.endpoint import is_loopback_host
-from realtalk.settings import Settings
+from realtalk.settings import Settings, environment_secret
 
 __all__ = ["GatewayConfig", "check_exposure"]
 
@@ -69,7 +69,7 @@ class GatewayConfig:
         config = cls(
             host=settings.gateway_host,
             port=settings.gateway_port,
-            profile=load_profile(settings.gateway_profile),
+            profile=load_profile(settings.gateway_profile, secret=environment_secret),
             limits=Limits(
                 max_sessions=settings.gateway_max_sessions,
                 max_sessions_per_user=settings.gateway_max_sessions_per_user,

@@ -11,6 +11,10 @@ sent nor accepted. Gateway → UI:
   every ``response.done``.
 * ``realtalk.latency``: voice-to-voice latency of a turn.
 * ``realtalk.notice``: something the UI should show (budget, shutdown, upstream lost, limits).
+* ``realtalk.tool``: a tool the gateway runs started (``status: "running"``) or ended (``ok``,
+  ``error``, ``timeout``, ``invalid_arguments``, ``unknown_tool``, ``cancelled``), with its name,
+  ``duration_ms`` and what it cost on its own (``cost_usd``: a delegated question). Never its
+  arguments or output: those stay between the gateway and the model.
 
 UI → gateway (consumed by the gateway's protocol core, never forwarded):
 
@@ -38,6 +42,7 @@ __all__ = [
     "notice_message",
     "parse_playback_report",
     "session_message",
+    "tool_message",
     "transcript_message",
 ]
 
@@ -107,6 +112,21 @@ def latency_message(response_id: str, voice_to_voice_ms: float, first_audio_rece
             "first_audio_received_ms": round(first_audio_received_ms, 1)
             if first_audio_received_ms is not None
             else None,
+        }
+    )
+
+
+def tool_message(
+    call_id: str, name: str, status: str, *, duration_ms: float | None = None, cost_usd: Decimal | None = None
+) -> str:
+    return _dumps(
+        {
+            "type": "realtalk.tool",
+            "call_id": call_id,
+            "name": name,
+            "status": status,
+            "duration_ms": round(duration_ms, 1) if duration_ms is not None else None,
+            "cost_usd": usd(cost_usd) if cost_usd is not None else None,
         }
     )
 

@@ -100,6 +100,10 @@ class SessionView:
 
     models: set[str] = field(default_factory=set)
     current: Mapping[str, Any] | None = None
+    # Function calls the gateway answers itself (its profile's tools): a client may not answer them,
+    # or retrieve their items. Bounded by the caller (a few per turn, forgotten oldest first).
+    server_call_ids: set[str] = field(default_factory=set)
+    hidden_item_ids: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,26 @@ class Refusal:
     code: str
     message: str
     param: str | None = None
+
+
+def _server_tool_refusal(event_type: str, event: Mapping[str, Any], view: SessionView) -> Refusal | None:
+    if event_type == "conversation.item.create":
+        item = event.get("item")
+        if (
+            isinstance(item, Mapping)
+            and item.get("type") == "function_call_output"
+            and item.get("call_id") in view.server_call_ids
+        ):
+            return Refusal(
+                "item_not_allowed",
+                "Rule 'server tools': this function call is answered by the gateway, not the client.",
+                "item.call_id",
+            )
+    elif event_type == "conversation.item.retrieve" and event.get("item_id") in view.hidden_item_ids:
+        return Refusal(
+            "item_not_allowed", "Rule 'server tools': the gateway's tool items are not shown.", "item_id"
+        )
+    return None
 
 
 def server_event_id() -> str:
@@ -201,6 +225,8 @@ class ClientEventPolicy:
             return self._session_update(event, view)
         if event_type == "response.create":
             return self._response_create(event, view)
+        if view is not None and (refusal := _server_tool_refusal(event_type, event, view)) is not None:
+            return refusal
         rule = self._rules.get(event_type)
         return rule(event) if rule is not None else None
 

@@ -7,23 +7,26 @@ same names as a ``realtalk talk`` profile) plus one gateway key::
     voice = "marin"
     turn_detection = {type = "server_vad", silence_duration_ms = 500}
     transcription = {model = "gpt-4o-transcribe", language = "en"}
-    tools = [{type = "function", name = "get_room_rate", description = "...", parameters = {type = "object"}}]
     client_adjustable = ["voice", "turn_detection"]
+
+    [[tools]]
+    function = "./tools.py:get_room_rate"   # run by the gateway (see realtalk.client.agent_file)
 
 The gateway sends this profile as the authoritative ``session.update`` of every session. A client's
 own ``session.update`` may only touch the settings named in ``client_adjustable``; instructions,
-tools, the stored prompt and the model are never adjustable (lessons.md, mistake 2).
+tools, the stored prompt and the model are never adjustable (lessons.md, mistake 2). The tools a
+profile names are run by the gateway: their definitions, calls and outputs never reach a client.
 """
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+from realtalk.client.agent_file import AgentFile, load_agent_file, parse_agent_mapping
 from realtalk.errors import ConfigError
 from realtalk.protocol import AgentProfile, InputTranscription
 from realtalk.protocol.session_config import DEFAULT_TRANSCRIPTION_MODEL
@@ -58,6 +61,7 @@ _NEVER_ADJUSTABLE: Final = frozenset({"instructions", "tools", "prompt", "model"
 # and refusing it lost their voice and VAD settings with it (issue 13, defect 11).
 DEFAULT_CLIENT_ADJUSTABLE: Final = ("voice", "speed", "turn_detection", "transcription", "noise_reduction")
 _EXAMPLE = 'client_adjustable = ["voice", "turn_detection"]'
+_KEEP: Final = frozenset({"client_adjustable"})
 
 
 @dataclass(frozen=True)
@@ -67,17 +71,54 @@ class GatewayProfile:
     agent: AgentProfile
     client_adjustable: frozenset[str]
     source: str
+    file: AgentFile | None = None
+    """The whole profile: the tools the gateway runs, delegation, the filler (``None``: no tools)."""
+
+    @property
+    def server_tool_names(self) -> frozenset[str]:
+        """Tools the gateway runs itself: their definitions, calls and outputs never reach a client."""
+        return self.file.server_tool_names if self.file is not None else frozenset()
 
 
-def profile_from_mapping(data: Mapping[str, Any], source: str) -> GatewayProfile:
-    """A profile from parsed TOML: ``AgentProfile`` fields plus ``client_adjustable``.
+def _no_secrets(name: str) -> str | None:
+    return None
+
+
+def profile_from_mapping(
+    data: Mapping[str, Any],
+    source: str,
+    *,
+    base_dir: Path | None = None,
+    secret: Callable[[str], str | None] = _no_secrets,
+) -> GatewayProfile:
+    """A profile from parsed TOML: an agent profile file (``realtalk.client.agent_file``) plus
+    ``client_adjustable``.
 
     Raises:
-        ConfigError: an unknown or beta-era field, an invalid value, or a ``client_adjustable``
+        ConfigError: an unknown or beta-era field, an invalid value or tool, or a ``client_adjustable``
             entry that is not adjustable (instructions and tools never are).
     """
-    values = dict(data)
-    adjustable = values.pop("client_adjustable", list(DEFAULT_CLIENT_ADJUSTABLE))
+    file = parse_agent_mapping(data, source, base_dir=base_dir or Path.cwd(), secret=secret, keep=_KEEP)
+    return _gateway_profile(file)
+
+
+def load_profile(path: Path | None, *, secret: Callable[[str], str | None] = _no_secrets) -> GatewayProfile:
+    """Read a profile file; ``None`` gives the default agent with the default adjustable settings.
+
+    ``secret`` resolves the environment variables that HTTP tools name (``secret_env``).
+
+    Raises:
+        ConfigError: the file cannot be read, is not TOML, or holds an invalid profile.
+    """
+    if path is None:
+        agent = AgentProfile(transcription=InputTranscription(model=DEFAULT_TRANSCRIPTION_MODEL))
+        return GatewayProfile(agent, frozenset(DEFAULT_CLIENT_ADJUSTABLE), "built-in default profile")
+    return _gateway_profile(load_agent_file(path, secret=secret, keep=_KEEP))
+
+
+def _gateway_profile(file: AgentFile) -> GatewayProfile:
+    source = file.source
+    adjustable = file.extra.get("client_adjustable", list(DEFAULT_CLIENT_ADJUSTABLE))
     if not isinstance(adjustable, list) or not all(isinstance(name, str) for name in adjustable):
         raise ConfigError(
             f"{source}: client_adjustable must be a list of setting names",
@@ -99,34 +140,4 @@ def profile_from_mapping(data: Mapping[str, Any], source: str) -> GatewayProfile
                 variable="client_adjustable",
                 example=_EXAMPLE,
             )
-    try:
-        agent = AgentProfile.from_mapping(values)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}", variable=exc.variable) from None
-    return GatewayProfile(agent, frozenset(adjustable), source)
-
-
-def load_profile(path: Path | None) -> GatewayProfile:
-    """Read a profile file; ``None`` gives the default agent with the default adjustable settings.
-
-    Raises:
-        ConfigError: the file cannot be read, is not TOML, or holds an invalid profile.
-    """
-    if path is None:
-        agent = AgentProfile(transcription=InputTranscription(model=DEFAULT_TRANSCRIPTION_MODEL))
-        return GatewayProfile(agent, frozenset(DEFAULT_CLIENT_ADJUSTABLE), "built-in default profile")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the profile {path}: {exc.strerror}",
-            variable="--profile",
-            example="--profile agent.toml",
-        ) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            f"the profile {path} is not valid TOML: {exc}", variable="--profile", example='voice = "marin"'
-        ) from None
-    return profile_from_mapping(data, str(path))
+    return GatewayProfile(file.agent, frozenset(adjustable), source, file)

@@ -67,6 +67,7 @@ from realtalk.gateway.limits import EventRateLimiter
 from realtalk.gateway.logs import SessionLog
 from realtalk.gateway.metrics import GatewayMetrics
 from realtalk.gateway.policy import ClientEventPolicy, Refusal, SessionView, error_event
+from realtalk.gateway.tool_side import SessionTools, ToolSide
 from realtalk.gateway.upstream import UPSTREAM_ERRORS, Upstream
 from realtalk.gateway.upstream_side import UpstreamSide
 from realtalk.protocol import ClientProtocol, ResponseState
@@ -109,9 +110,10 @@ class SessionServices:
     # Relay audio frames through the compiled fast path where it was built (tests turn it off to
     # run the Python path: the two must behave the same).
     compiled: bool = True
+    tools: SessionTools | None = None  # the profile's tools, run by the gateway (tool_side.py)
 
 
-class GatewaySession(ClientSide, UpstreamSide, FrameSink):
+class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
     """One client connection through the gateway; ``await run()`` serves it to the end."""
 
     def __init__(self, services: SessionServices, websocket: WebSocket, subject: str, *, ui: bool) -> None:
@@ -126,11 +128,15 @@ class GatewaySession(ClientSide, UpstreamSide, FrameSink):
         self._asgi: AsgiChannel | None = None
         self._upstream: WSTransport | None = None
         self._upstream_close: tuple[int, str] | None = None
+        profile = services.config.profile
         self._core = ClientProtocol(
-            profile=services.config.profile.agent,
+            profile=profile.agent,
             prices=services.config.prices,
             # 10 s of 20 ms chunks: speech_stopped names audio sent a second or two before.
             latency_window_chunks=_LATENCY_WINDOW_CHUNKS,
+            # Only the gateway's own tools are answered here; the client answers the rest.
+            answered_tools=profile.server_tool_names,
+            tool_filler=profile.file.tool_settings.filler if profile.file is not None else None,
         )
         now = perf_counter()
         self._limiter = EventRateLimiter(self._limits.max_events_per_s, self._limits.event_burst, now)
@@ -153,6 +159,7 @@ class GatewaySession(ClientSide, UpstreamSide, FrameSink):
         self._response_idle = asyncio.Event()
         self._core_event_ids: deque[str] = deque(maxlen=_CORE_EVENT_IDS_KEPT)
         self._traffic = services.metrics.open_traffic()
+        self._tools_init(profile.server_tool_names, services.tools)
         self._fast: FastPath | None = None
         self.closed = asyncio.Event()
         self.log = SessionLog(logger, self.id, subject)
@@ -233,6 +240,7 @@ class GatewaySession(ClientSide, UpstreamSide, FrameSink):
         self._end(Ending("error", 1011, "gateway error", 1011, "gateway error"))
 
     async def _close(self) -> None:
+        await self._tools_close()
         for timer in (self._stall_timer, self._upstream_stall_timer):
             if timer is not None:
                 timer.cancel()

@@ -30,6 +30,7 @@ from realtalk.gateway.limits import Admissions
 from realtalk.gateway.metrics import GatewayMetrics
 from realtalk.gateway.policy import ClientEventPolicy, Refusal
 from realtalk.gateway.relay import SHUTDOWN_SENTENCE, Ending, GatewaySession, SessionServices
+from realtalk.gateway.tool_side import SessionTools, session_tools
 from realtalk.gateway.upstream import ReadinessProbe, Upstream
 
 __all__ = ["Admission", "GatewayState", "HandshakeRefusal"]
@@ -76,6 +77,7 @@ class GatewayState:
         self.sessions: set[GatewaySession] = set()
         self.draining = False
         self._services: SessionServices | None = None
+        self.tools: SessionTools | None = None
         self.probe: ReadinessProbe | None = None
         # Sessions relay audio through the compiled fast path where it was built; tests switch it
         # off to run the same sessions on the Python path.
@@ -83,12 +85,23 @@ class GatewayState:
 
     def set_upstream(self, upstream: Upstream) -> None:
         """Called by the lifespan once the upstream (Azure or the embedded emulator) is known."""
+        self.tools = session_tools(self.config.profile, upstream)
         self._services = SessionServices(
-            self.config, upstream, self.policy, self.metrics, compiled=self.compiled_fast_path
+            self.config,
+            upstream,
+            self.policy,
+            self.metrics,
+            compiled=self.compiled_fast_path,
+            tools=self.tools,
         )
         self.probe = ReadinessProbe(
             upstream, cache_s=self.config.ready_cache_s, timeout_s=self.config.connect_timeout_s
         )
+
+    async def aclose(self) -> None:
+        """Release what sessions shared (the delegation tool's HTTP client)."""
+        if self.tools is not None:
+            await self.tools.aclose()
 
     @property
     def upstream(self) -> Upstream | None:

@@ -31,6 +31,8 @@ from realtalk.protocol import (
     ProtocolViolation,
     ResponseFinished,
     SessionReady,
+    ToolCallRequested,
+    ToolCallsCancelled,
     TranscriptUpdated,
 )
 
@@ -78,6 +80,9 @@ class UpstreamSide:
         def _resume_client(self, why: str) -> None: ...
         def _release_held(self) -> None: ...
         def _send_client(self, text: str) -> None: ...
+        def _tool_filter(self, event: dict[str, Any], event_type: str, outgoing: bytes) -> bytes | None: ...
+        def _start_tool(self, call_id: str, name: str, arguments: str) -> None: ...
+        def _cancel_tools(self, call_ids: tuple[str, ...], reason: str) -> None: ...
 
     def _upstream_send(self, data: bytes) -> None:
         upstream = self._upstream
@@ -185,6 +190,8 @@ class UpstreamSide:
                     self._view.models.add(model)
         elif event_type == "error":
             outgoing = self._upstream_error(event, data)
+        elif outgoing is not None and isinstance(event_type, str):
+            outgoing = self._tool_filter(event, event_type, outgoing)
         self._core.receive_event(event, received_s)
         created = event_type == "session.created"
         if created:
@@ -269,6 +276,10 @@ class UpstreamSide:
                             event.response_id, event.voice_to_voice_ms, event.first_audio_received_ms
                         )
                     )
+            case ToolCallRequested():
+                self._start_tool(event.call_id, event.name, event.arguments)
+            case ToolCallsCancelled():
+                self._cancel_tools(event.call_ids, event.reason)
             case ProtocolViolation():
                 self._log_some(
                     logging.WARNING, "upstream violation", "upstream protocol violation: %s", event.error

@@ -117,10 +117,13 @@ class ClientProtocol:
         max_items: int = 1000,
         latency_window_chunks: int = 4096,
         tool_filler: str | None = DEFAULT_TOOL_FILLER,
+        answered_tools: frozenset[str] | None = None,
     ) -> None:
         """Create the protocol; with a ``profile``, ``session.update`` is sent on ``session.created``.
 
         ``tool_filler`` is what the agent says when a tool call is reported slow (``None``: nothing).
+        ``answered_tools`` names the tools whose calls the app answers (``None``: all of them); calls
+        of other tools are neither reported nor waited for (a gateway's client answers those).
 
         ``latency_window_chunks`` bounds how many recent input chunks are kept to map the server's
         ``speech_stopped.audio_end_ms`` to the client clock (a relay serving many sessions keeps fewer).
@@ -151,6 +154,7 @@ class ClientProtocol:
         self._tool_calls: dict[str, _ToolCall] = {}
         self._done_responses: OrderedDict[str, None] = OrderedDict()
         self._tool_filler = tool_filler
+        self._answered_tools = answered_tools
         self._cancelled_calls: OrderedDict[str, None] = OrderedDict()
         self._fillers_said: OrderedDict[str, None] = OrderedDict()  # by the response that made the calls
         self._filler_creates: OrderedDict[str, None] = OrderedDict()  # event ids of filler creates
@@ -594,6 +598,8 @@ class ClientProtocol:
             case ResponseCreatedEvent():
                 self._on_response_created(event)
             case ResponseFunctionCallArgumentsDoneEvent():
+                if self._answered_tools is not None and event.name not in self._answered_tools:
+                    return
                 if event.response_id in self._silenced:
                     # The user spoke over the response that made this call: it is not run.
                     self._remember(self._cancelled_calls, event.call_id)
