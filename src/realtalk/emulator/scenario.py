@@ -21,8 +21,22 @@ on with the spoken echo, or cycles through the turns again with ``after: repeat`
       - say: "Goodbye!"
         close: {code: 1000, reason: "bye"}   # close the socket after this response
       - drop: true                   # abort the transport: no close frame
+    responses:                      # optional: the Responses API's answers (POST /openai/v1/responses)
+      - "Paris is the capital of France."
+      - say: "About two million people live there."
+        delay_ms: 1500               # answer late (streamed: after response.in_progress)
+      - delay_ms: 30000              # the default answer, late
+      - error: {status: 429, message: "Rate limit reached.", retry_after_s: 2}   # an HTTP error instead
 
 ``say``, ``call``, ``delay_ms`` and one of ``close``/``drop`` may be combined; ``error`` stands alone.
+
+``responses`` entries are played per thread of ``previous_response_id`` (see
+``realtalk.emulator.responses_api``): a request without one takes the first entry, each request
+continuing a thread its next one, failed requests included; then the default answer
+(``"Expert answer <n> to: <question>"``). An entry is a text, or ``say`` and/or ``delay_ms``, or
+``error`` (with an optional ``delay_ms``): ``status`` (400-599, default 500), ``message``, ``code``,
+``type``, ``param`` and ``retry_after_s`` (a ``retry-after`` header); a 5xx or 429 has a default
+message, code and type, other statuses need a ``message``.
 """
 
 from __future__ import annotations
@@ -48,11 +62,14 @@ from realtalk.emulator.responder import (
     SendError,
     TurnContext,
 )
+from realtalk.emulator.responses_api import ScriptedError, ScriptedResponse
 
 __all__ = ["Scenario", "ScenarioError", "ScenarioResponder", "load_scenario", "parse_scenario"]
 
 _TURN_KEYS = frozenset({"say", "call", "error", "close", "drop", "delay_ms"})
-_TOP_KEYS = frozenset({"turns", "after", "faults", "session_limit_s"})
+_TOP_KEYS = frozenset({"turns", "after", "faults", "session_limit_s", "responses"})
+_RESPONSE_KEYS = frozenset({"say", "delay_ms", "error"})
+_RESPONSE_ERROR_KEYS = frozenset({"status", "message", "code", "type", "param", "retry_after_s"})
 
 
 class ScenarioError(ValueError):
@@ -65,6 +82,7 @@ class Scenario:
     after: Literal["echo", "repeat"] = "echo"
     faults: Mapping[str, Any] | None = None
     session_limit_s: float | None = None
+    responses: tuple[ScriptedResponse, ...] = ()  # the Responses API's scripted answers
 
     def apply_faults(self, base: Faults) -> Faults:
         return Faults.from_mapping(dict(self.faults), base=base) if self.faults else base
@@ -148,7 +166,17 @@ def parse_scenario(data: Any) -> Scenario:
     limit = data.get("session_limit_s")
     if limit is not None and (not isinstance(limit, int | float) or limit <= 0):
         raise ScenarioError(f"'session_limit_s' must be a positive number, not {limit!r}")
-    return Scenario(turns=turns, after=after, faults=dict(faults) if faults else None, session_limit_s=limit)
+    raw_responses = data.get("responses") or []
+    if not isinstance(raw_responses, list):
+        raise ScenarioError("'responses' must be a list")
+    responses = tuple(_parse_response(i + 1, raw) for i, raw in enumerate(raw_responses))
+    return Scenario(
+        turns=turns,
+        after=after,
+        faults=dict(faults) if faults else None,
+        session_limit_s=limit,
+        responses=responses,
+    )
 
 
 def _parse_turn(number: int, raw: Any) -> Reply:
@@ -225,3 +253,73 @@ def _parse_close(where: str, raw: Any) -> CloseSocket:
     if not (code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013) or 3000 <= code <= 4999):
         raise ScenarioError(f"{where}: close code {code} cannot be sent by a server")
     return CloseSocket(code, str(raw.get("reason", "")))
+
+
+def _parse_response(number: int, raw: Any) -> ScriptedResponse:
+    where = f"responses entry {number}"
+    if isinstance(raw, str):
+        return ScriptedResponse(text=raw)
+    if not isinstance(raw, Mapping):
+        raise ScenarioError(f"{where}: expected a mapping or an answer text, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - _RESPONSE_KEYS)
+    if unknown:
+        raise ScenarioError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; expected: {', '.join(sorted(_RESPONSE_KEYS))}"
+        )
+    if "error" in raw and "say" in raw:
+        raise ScenarioError(f"{where}: 'error' replaces the answer and cannot be combined with 'say'")
+    if not raw:
+        raise ScenarioError(f"{where}: nothing to do; give 'say', 'delay_ms' or 'error'")
+    text = raw.get("say")
+    if text is not None and not isinstance(text, str):
+        raise ScenarioError(f"{where}: 'say' must be a text")
+    delay = raw.get("delay_ms", 0)
+    if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
+        raise ScenarioError(f"{where}: 'delay_ms' must be a non-negative integer")
+    error = _parse_response_error(where, raw["error"]) if "error" in raw else None
+    return ScriptedResponse(text=text, delay_ms=delay, error=error)
+
+
+def _parse_response_error(where: str, raw: Any) -> ScriptedError:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = {"status": raw}
+    if not isinstance(raw, Mapping):
+        raise ScenarioError(f"{where}: 'error' must be an HTTP status or a mapping with 'status'")
+    unknown = sorted(set(raw) - _RESPONSE_ERROR_KEYS)
+    if unknown:
+        raise ScenarioError(
+            f"{where}: unknown 'error' key(s) {', '.join(unknown)}; "
+            f"expected: {', '.join(sorted(_RESPONSE_ERROR_KEYS))}"
+        )
+    status = raw.get("status", 500)
+    if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+        raise ScenarioError(f"{where}: error 'status' must be an HTTP error status (400-599), not {status!r}")
+    if status >= 500:
+        defaults = ScriptedError(status=status)
+    elif status == 429:
+        # [unconfirmed] text: the OpenAI API's shape of a requests-per-minute 429.
+        message = "Rate limit reached for requests. Please try again later."
+        defaults = ScriptedError(429, message, "rate_limit_exceeded", "requests")
+    elif isinstance(raw.get("message"), str):
+        defaults = ScriptedError(status, raw["message"], None, "invalid_request_error")
+    else:
+        raise ScenarioError(f"{where}: an error with status {status} needs a 'message'")
+    for key in ("message", "type"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ScenarioError(f"{where}: error '{key}' must be a text")
+    for key in ("code", "param"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise ScenarioError(f"{where}: error '{key}' must be a text or null")
+    retry_after_s = raw.get("retry_after_s")
+    if retry_after_s is not None and (
+        not isinstance(retry_after_s, int) or isinstance(retry_after_s, bool) or retry_after_s < 0
+    ):
+        raise ScenarioError(f"{where}: error 'retry_after_s' must be a non-negative integer")
+    return ScriptedError(
+        status=status,
+        message=raw.get("message", defaults.message),
+        code=raw.get("code", defaults.code),
+        error_type=raw.get("type", defaults.error_type),
+        param=raw.get("param"),
+        retry_after_s=retry_after_s,
+    )

@@ -10,6 +10,9 @@ Routes (§1, §4.1 of the protocol notes):
   retired preview path ``/openai/realtime?api-version=...`` or an ``OpenAI-Beta`` header, naming the
   GA path.
 - ``POST /openai/v1/realtime/client_secrets`` (and ``/v1/...``): mint an ephemeral key.
+- ``POST /openai/v1/responses``, ``GET`` and ``DELETE /openai/v1/responses/{id}`` (and ``/v1/...``):
+  the Responses API, stateful (``responses_api.py``); auth as for the handshake, ``ek_`` keys
+  excepted; 404 ``DeploymentNotFound`` for an unknown ``model``.
 - ``GET /healthz``.
 
 The WebSocket loop runs two tasks per connection: a reader that hands each frame to the
@@ -24,27 +27,37 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from openai.types.realtime import RealtimeSessionCreateRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtalk.emulator import errors
 from realtalk.emulator.client_secrets import MAX_TTL_S, MIN_TTL_S, ClientSecrets, MintedSecret
-from realtalk.emulator.config import EmulatorConfig
+from realtalk.emulator.config import DEFAULT_DEPLOYMENTS, EmulatorConfig
 from realtalk.emulator.engines import Engines
 from realtalk.emulator.errors import RealtimeApiError
 from realtalk.emulator.events import new_id
 from realtalk.emulator.outbox import Close, Drop, Outbox
 from realtalk.emulator.responder import EchoResponder, Responder
+from realtalk.emulator.responses_api import (
+    DEFAULT_TEXT_DEPLOYMENTS,
+    ResponsesApi,
+    Turn,
+    closing_events,
+    encode_sse,
+    opening_events,
+)
+from realtalk.emulator.responses_request import ResponsesApiError, invalid_json_body, parse_request
 from realtalk.emulator.session import RealtimeSession
 from realtalk.emulator.session_config import apply_update, default_session
 from realtalk.emulator.stats import EmulatorStats, SessionRecord
@@ -85,6 +98,7 @@ class EmulatorState:
     stats: EmulatorStats
     secrets: ClientSecrets
     responder_factory: Callable[[], Responder]
+    responses: ResponsesApi
 
 
 def _azure_error(status: int, code: str, message: str) -> JSONResponse:
@@ -364,6 +378,92 @@ def _check_mint_request(state: EmulatorState, body: dict[str, Any]) -> tuple[int
     return ttl_s, model, update
 
 
+# --- the Responses API (§7) -----------------------------------------------------------------------
+
+
+def _responses_error(error: ResponsesApiError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+def _accepts_responses_model(config: EmulatorConfig, model: str) -> bool:
+    # The default deployments are realtime models: a default emulator also takes the usual text-model
+    # deployment names here. A configured list is exact, as for the handshake.
+    if config.deployments == DEFAULT_DEPLOYMENTS and model in DEFAULT_TEXT_DEPLOYMENTS:
+        return True
+    return config.accepts_deployment(model)
+
+
+async def _responses_create(request: Request) -> Response:
+    state: EmulatorState = request.app.state.emulator
+    state.stats.responses_request()
+    auth = _authenticate(state, request.headers, request.query_params, allow_ephemeral=False)
+    if isinstance(auth, JSONResponse):
+        return auth
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _responses_error(invalid_json_body())
+    model = body.get("model") if isinstance(body, dict) else None
+    if isinstance(model, str) and model and not _accepts_responses_model(state.config, model):
+        return _azure_error(404, "DeploymentNotFound", _DEPLOYMENT_NOT_FOUND)
+    try:
+        turn = state.responses.begin(parse_request(body), created_at=int(time.time()))
+    except ResponsesApiError as exc:
+        return _responses_error(exc)
+    if turn.request.stream and turn.error is None:
+        return StreamingResponse(
+            _response_events(state.responses, turn),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache"},
+        )
+    if not await _client_waits(request, turn.delay_ms):
+        return Response(status_code=499)  # the client left: nobody reads this
+    if turn.error is not None:  # a scripted failure: an HTTP error, streamed or not
+        return _responses_error(turn.error)
+    return JSONResponse(state.responses.finish(turn, completed_at=int(time.time())))
+
+
+async def _response_events(responses: ResponsesApi, turn: Turn) -> AsyncIterator[bytes]:
+    for event in opening_events(turn):
+        yield encode_sse(event)
+    if turn.delay_ms > 0:
+        # The model's time to first token. A client that leaves cancels this (Starlette listens).
+        await asyncio.sleep(turn.delay_ms / 1000)
+    finished = responses.finish(turn, completed_at=int(time.time()))
+    for event in closing_events(turn, finished):
+        yield encode_sse(event)
+
+
+async def _client_waits(request: Request, delay_ms: int) -> bool:
+    """Wait ``delay_ms``; False as soon as the client has gone, so a timed-out call frees its handler."""
+    if delay_ms <= 0:
+        return True
+
+    async def client_left() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.create_task(client_left())
+    done, _ = await asyncio.wait({watcher}, timeout=delay_ms / 1000)
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    return not done
+
+
+async def _response_by_id(request: Request) -> Response:
+    state: EmulatorState = request.app.state.emulator
+    auth = _authenticate(state, request.headers, request.query_params, allow_ephemeral=False)
+    if isinstance(auth, JSONResponse):
+        return auth
+    response_id = request.path_params["response_id"]
+    try:
+        if request.method == "DELETE":
+            return JSONResponse(state.responses.delete(response_id))
+        return JSONResponse(state.responses.retrieve(response_id))
+    except ResponsesApiError as exc:
+        return _responses_error(exc)
+
+
 async def _healthz(request: Request) -> Response:
     state: EmulatorState = request.app.state.emulator
     return JSONResponse(
@@ -394,6 +494,10 @@ def build_app(
             WebSocketRoute("/openai/realtime", _preview),
             Route("/openai/v1/realtime/client_secrets", _client_secrets, methods=["POST"]),
             Route("/v1/realtime/client_secrets", _client_secrets, methods=["POST"]),
+            Route("/openai/v1/responses", _responses_create, methods=["POST"]),
+            Route("/v1/responses", _responses_create, methods=["POST"]),
+            Route("/openai/v1/responses/{response_id}", _response_by_id, methods=["GET", "DELETE"]),
+            Route("/v1/responses/{response_id}", _response_by_id, methods=["GET", "DELETE"]),
             Route("/healthz", _healthz, methods=["GET"]),
         ]
     )
@@ -403,5 +507,6 @@ def build_app(
         stats=stats or EmulatorStats(),
         secrets=ClientSecrets(),
         responder_factory=responder_factory,
+        responses=ResponsesApi(config.scenario.responses if config.scenario is not None else ()),
     )
     return _TransportAccess(app)

@@ -165,6 +165,7 @@ class EmulatorStats:
         self.sessions_closed = 0
         self.sessions: deque[SessionRecord] = deque(maxlen=self.MAX_SESSIONS_KEPT)
         self.client_secrets_minted = 0
+        self.responses_requests = 0  # POST /responses requests seen (the Responses API), answered or not
         self._closed_with_events: deque[SessionRecord] = deque()
         self._changed = asyncio.Event()
 
@@ -198,6 +199,10 @@ class EmulatorStats:
         self.handshakes += 1
         self.notify()
         return self.handshakes
+
+    def responses_request(self) -> None:
+        self.responses_requests += 1
+        self.notify()
 
     def reject(self, status: int) -> None:
         self.rejected[status] = self.rejected.get(status, 0) + 1
