@@ -18,6 +18,7 @@ from realtalk.emulator import (
     load_scenario,
     parse_scenario,
 )
+from realtalk.emulator.scenario import ScenarioResponder
 
 YAML_SCENARIO = """
 session_limit_s: 120
@@ -112,3 +113,11 @@ def test_each_session_gets_its_own_responder() -> None:
     scenario = parse_scenario({"turns": ["first"]})
     assert scenario.responder().reply(TurnContext(1)).actions == (Say("first"),)
     assert scenario.responder().reply(TurnContext(1)).actions == (Say("first"),)
+
+
+def test_a_dictated_sentence_is_said_without_using_up_a_scripted_turn() -> None:
+    responder = ScenarioResponder(parse_scenario({"turns": [{"say": "First."}, {"say": "Second."}]}))
+    filler = TurnContext(1, instructions='Say exactly this, and nothing else: "One moment."')
+    assert responder.reply(TurnContext(1)).actions == (Say("First."),)
+    assert responder.reply(filler).actions == (Say("One moment."),)
+    assert responder.reply(TurnContext(2)).actions == (Say("Second."),)

@@ -61,6 +61,7 @@ from realtalk.emulator.responder import (
     Say,
     SendError,
     TurnContext,
+    dictated_reply,
 )
 from realtalk.emulator.responses_api import ScriptedError, ScriptedResponse
 
@@ -110,6 +111,11 @@ class ScenarioResponder:
         return True if needs is None else bool(needs(response_number))
 
     def reply(self, turn: TurnContext) -> Reply:
+        # Instructions that dictate a sentence (a tool filler) are obeyed, like a model would,
+        # without using up a scripted turn.
+        dictated = dictated_reply(turn)
+        if dictated is not None:
+            return dictated
         turns = self._scenario.turns
         if self._next_turn < len(turns):
             reply = turns[self._next_turn]

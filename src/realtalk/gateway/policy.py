@@ -160,16 +160,23 @@ def error_event(
     )
 
 
-def redact_session_event(event: Mapping[str, Any]) -> dict[str, Any]:
+def redact_session_event(
+    event: Mapping[str, Any], hidden_tools: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """``session.created``/``session.updated`` as a client may see it: no instructions, no stored
-    prompt, tools reduced to ``{"type", "name"}`` (MCP tools to ``{"type", "server_label"}``)."""
+    prompt, tools reduced to ``{"type", "name"}`` (MCP tools to ``{"type", "server_label"}``), and
+    the tools the gateway runs itself (``hidden_tools``) not even named."""
     redacted = dict(event)
     session = redacted.get("session")
     if isinstance(session, Mapping):
         visible = {k: v for k, v in session.items() if k not in ("instructions", "prompt")}
         tools = session.get("tools")
         if isinstance(tools, list):
-            visible["tools"] = [_tool_name_only(tool) for tool in tools]
+            visible["tools"] = [
+                _tool_name_only(tool)
+                for tool in tools
+                if not (isinstance(tool, Mapping) and tool.get("name") in hidden_tools)
+            ]
         redacted["session"] = visible
     return redacted
 

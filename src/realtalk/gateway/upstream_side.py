@@ -70,6 +70,7 @@ class UpstreamSide:
         _upstream_stall_timer: asyncio.TimerHandle | None
         _view: SessionView
         _core_event_ids: deque[str]
+        _server_tools: frozenset[str]
 
         def failed(self, exc: Exception) -> None: ...
         def _end(self, ending: Ending) -> None: ...
@@ -182,7 +183,8 @@ class UpstreamSide:
         event_type = event.get("type")
         outgoing: bytes | None = data
         if event_type in ("session.created", "session.updated"):
-            outgoing = json.dumps(redact_session_event(event), separators=(",", ":")).encode()
+            redacted = redact_session_event(event, self._server_tools)
+            outgoing = json.dumps(redacted, separators=(",", ":")).encode()
             session = event.get("session")
             if isinstance(session, dict):
                 self._view.current = session  # what a client may echo back as a no-op

@@ -1,0 +1,187 @@
+"""The gateway runs its profile's tools itself (issue 14, item 3), against the emulator.
+
+The profile names Python functions in a ``tools.py`` next to it; the emulated model is scripted to
+call them. What the client receives is checked frame by frame: no definition, call or output of a
+server tool ever reaches it, and a UI client is told which tool ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from realtalk.emulator import parse_scenario
+
+from .conftest import b64, fixture_pcm, text_turn
+
+TOOLS_PY = '''
+import asyncio
+
+TICKETS = {"XR-4892": "open, waiting for the network team"}
+
+
+def get_ticket_status(ticket_id: str) -> dict:
+    """The status of a help-desk ticket, by its ID (like XR-4892)."""
+    status = TICKETS.get(ticket_id, "unknown")
+    return {"ticket_id": ticket_id, "status": status, "secret_note": "S3CR3T-OUTPUT"}
+
+
+async def slow_lookup(ticket_id: str) -> str:
+    """A lookup that takes its time."""
+    await asyncio.sleep(30)
+    return "too late"
+'''
+PROFILE = """
+instructions = "You are the help desk. SECRET-INSTRUCTIONS."
+tool_filler_after_s = 60
+
+[[tools]]
+function = "./tools.py:get_ticket_status"
+
+[[tools]]
+function = "./tools.py:slow_lookup"
+"""
+CALL = {"call": {"name": "get_ticket_status", "arguments": {"ticket_id": "XR-4892"}}}
+
+
+@pytest.fixture
+def profile(tmp_path: Path) -> Path:
+    (tmp_path / "tools.py").write_text(TOOLS_PY)
+    path = tmp_path / "agent.toml"
+    path.write_text(PROFILE)
+    return path
+
+
+def _leaks(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Client events that show a server tool's definition, call or output (what the model says
+    about a result is speech, and the client hears it: that is the point)."""
+    leaks = []
+    for event in events:
+        items = [event.get("item")]
+        response = event.get("response")
+        if isinstance(response, dict):
+            items += response.get("output") or []
+        session = event.get("session") if isinstance(event.get("session"), dict) else {}
+        if (
+            event["type"].startswith("response.function_call_arguments")
+            or any(
+                isinstance(i, dict) and i.get("type") in ("function_call", "function_call_output")
+                for i in items
+            )
+            or any(t.get("name") in ("get_ticket_status", "slow_lookup") for t in session.get("tools", []))
+            or "instructions" in session
+        ):
+            leaks.append(event)
+    return leaks
+
+
+async def test_a_server_tool_runs_and_the_client_sees_the_answer_but_never_the_tool(
+    emulator: Callable[..., Any], gateway: Callable[..., Any], client: Callable[..., Any], profile: Path
+) -> None:
+    scenario = parse_scenario({"turns": [CALL]})
+    async with (
+        emulator(scenario=scenario) as emu,
+        gateway(emu, gateway_profile=profile) as gw,
+        client(gw, ui=True) as c,
+    ):
+        for event in text_turn("what is the status of ticket XR-4892"):
+            await c.send(event)
+        # The client's response makes the call; the gateway's follow-up speaks the answer.
+        await c.until("response.done")
+        done = await c.until("response.done")
+        [message] = done["response"]["output"]
+        assert "open, waiting for the network team" in json.dumps(message)
+        tool_events = [e for e in c.events if e["type"] == "realtalk.tool"]
+        assert [(e["name"], e["status"]) for e in tool_events] == [
+            ("get_ticket_status", "running"),
+            ("get_ticket_status", "ok"),
+        ]
+        received = emu.stats.events_received()
+        await asyncio.sleep(0.2)
+    assert _leaks(c.events) == []
+    assert any(e["type"] == "session.updated" for e in c.events)
+    outputs = [
+        e
+        for e in received
+        if e["type"] == "conversation.item.create" and e["item"]["type"] == "function_call_output"
+    ]
+    assert len(outputs) == 1
+    assert [e["type"] for e in received].count("response.create") == 2  # the client's, then one follow-up
+    # The first response's call is gone from its response.done; the follow-up's message hangs
+    # on the user's item, not on the hidden call and output.
+    first_done = next(e for e in c.events if e["type"] == "response.done")
+    assert first_done["response"]["output"] == []
+    user_item = next(e for e in c.events if e["type"] == "conversation.item.added")["item"]["id"]
+    added = [e for e in c.events if e["type"] == "conversation.item.added"]
+    assert added[-1]["item"]["role"] == "assistant" and added[-1]["previous_item_id"] == user_item
+
+
+async def test_a_client_cannot_answer_a_call_the_gateway_runs(
+    emulator: Callable[..., Any], gateway: Callable[..., Any], client: Callable[..., Any], profile: Path
+) -> None:
+    slow = {"name": "slow_lookup", "arguments": {"ticket_id": "XR-4892"}, "call_id": "call_server_1"}
+    scenario = parse_scenario({"turns": [{"call": slow}]})
+    async with (
+        emulator(scenario=scenario) as emu,
+        gateway(emu, gateway_profile=profile) as gw,
+        client(gw) as c,
+    ):
+        for event in text_turn("look it up"):
+            await c.send(event)
+        await c.until("response.done")
+        await emu.stats.wait_for(lambda s: bool(s.events_received("response.create")), timeout_s=5)
+        assert [e for e in c.events if "call_server_1" in json.dumps(e)] == [], (
+            "the client never saw the call"
+        )
+        # A client that guesses the call id all the same: its answer is refused, never forwarded.
+        await c.send(
+            {
+                "type": "conversation.item.create",
+                "event_id": "evt_forged",
+                "item": {"type": "function_call_output", "call_id": "call_server_1", "output": "{}"},
+            }
+        )
+        error = await c.error()
+        assert (error["code"], error["param"], error["event_id"]) == (
+            "item_not_allowed",
+            "item.call_id",
+            "evt_forged",
+        )
+    assert not [
+        e
+        for e in emu.stats.events_received("conversation.item.create")
+        if e["item"]["type"] == "function_call_output"
+    ]
+
+
+async def test_speech_during_a_slow_server_tool_cancels_it_and_nothing_stale_is_sent(
+    emulator: Callable[..., Any], gateway: Callable[..., Any], client: Callable[..., Any], profile: Path
+) -> None:
+    scenario = parse_scenario(
+        {"turns": [{"call": {"name": "slow_lookup", "arguments": {"ticket_id": "XR-4892"}}}]}
+    )
+    async with (
+        emulator(scenario=scenario, pace=4.0) as emu,
+        gateway(emu, gateway_profile=profile) as gw,
+        client(gw, ui=True) as c,
+    ):
+        for event in text_turn("look it up"):
+            await c.send(event)
+        await c.until("realtalk.tool", lambda e: e["status"] == "running")
+        # The user speaks while the tool runs: server VAD's speech_started supersedes the call.
+        speech = fixture_pcm("question")
+        for start in range(0, len(speech), 9600):
+            await c.send({"type": "input_audio_buffer.append", "audio": b64(speech[start : start + 9600])})
+        cancelled = await c.until("realtalk.tool", lambda e: e["status"] == "cancelled", timeout_s=20)
+        assert cancelled["name"] == "slow_lookup"
+        await asyncio.sleep(0.3)
+    assert not [
+        e
+        for e in emu.stats.events_received("conversation.item.create")
+        if e["item"]["type"] == "function_call_output"
+    ]
