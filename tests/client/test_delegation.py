@@ -11,6 +11,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +27,9 @@ from realtalk.client.delegation import (
     ExpertUnavailable,
     ToolResult,
 )
+from realtalk.emulator import Emulator, EmulatorConfig, Engines, load_engines, parse_scenario
 from realtalk.errors import ConfigError
+from realtalk.protocol.endpoint import resolve_endpoint
 from realtalk.protocol.text_prices import TEXT_PRICE_TABLE, TextPrices, TextUsage, text_cost_usd
 
 API_KEY = "delegation-test-key-0123456789"
@@ -497,20 +500,22 @@ async def test_an_empty_question_is_refused_before_any_request() -> None:
 # --- an expired thread -----------------------------------------------------------------------------
 
 
-def previous_not_found(body: dict[str, Any]) -> httpx.Response:
+def previous_not_found(body: dict[str, Any], status: int = 400) -> httpx.Response:
+    # Azure and OpenAI answer 400 with this code and text; some servers answer 404.
     previous = body["previous_response_id"]
     return error_response(
-        404,
+        status,
         "previous_response_not_found",
         f"Previous response with id '{previous}' not found.",
         param="previous_response_id",
     )
 
 
-async def test_a_404_for_the_previous_response_starts_a_new_thread_once() -> None:
+@pytest.mark.parametrize("status", [400, 404])
+async def test_a_previous_response_not_found_starts_a_new_thread_once(status: int) -> None:
     server = Responses(
         stream_response(sse(*answer_events("resp_1", "First."))),
-        previous_not_found,
+        lambda body: previous_not_found(body, status),
         stream_response(sse(*answer_events("resp_2", "Second, on a new thread."))),
     )
     tool = make_tool(server)
@@ -543,6 +548,19 @@ async def test_a_404_on_a_first_question_is_not_retried() -> None:
     with pytest.raises(ExpertUnavailable, match="HTTP 404"):
         await ask(make_tool(server), "One?")
     assert len(server.requests) == 1
+
+
+async def test_another_404_on_a_chained_question_is_not_retried() -> None:
+    server = Responses(
+        stream_response(sse(*answer_events("resp_1", "First."))),
+        error_response(404, "DeploymentNotFound", "The API deployment does not exist."),
+    )
+    tool = make_tool(server)
+    await ask(tool, "One?")
+    with pytest.raises(ExpertUnavailable, match="was not found"):
+        await ask(tool, "Two?")
+    assert len(server.requests) == 2
+    assert tool.last_response_id == "resp_1"
 
 
 async def test_an_error_event_about_the_previous_response_also_starts_a_new_thread() -> None:
@@ -723,3 +741,123 @@ async def test_the_key_reaches_neither_the_log_nor_the_error(caplog: pytest.LogC
     assert API_KEY not in str(caught.value) and API_KEY not in repr(tool)
     assert caplog.records, "the failure is logged for the operator"
     assert all(API_KEY not in record.getMessage() for record in caplog.records)
+
+
+# --- against the emulator (127.0.0.1) --------------------------------------------------------------
+
+EMULATOR_KEY = "emulator-delegation-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def fast_engines() -> Engines:
+    """No speech engines worth the name: the Responses API needs none."""
+    return load_engines("energy", "none", "tone")
+
+
+@pytest.fixture
+def expert(
+    fast_engines: Engines, caplog: pytest.LogCaptureFixture
+) -> Callable[..., AbstractAsyncContextManager[tuple[Emulator, DelegationTool]]]:
+    """``async with expert(scenario=..., **settings) as (emu, tool)``: a tool on a local emulator.
+
+    A test that used it fails if the emulator logged an error meanwhile.
+    """
+    caplog.set_level(logging.WARNING)
+
+    @asynccontextmanager
+    async def start(
+        scenario: dict[str, Any] | None = None,
+        credential: Any = None,
+        keys: tuple[str, ...] = (EMULATOR_KEY,),
+        **settings: Any,
+    ) -> AsyncIterator[tuple[Emulator, DelegationTool]]:
+        config = EmulatorConfig(pace=40.0, keys=keys, scenario=parse_scenario(scenario) if scenario else None)
+        async with Emulator(config, engines=fast_engines) as emu:
+            endpoint = resolve_endpoint(emu.http_base_url, "gpt-realtime-1.5")
+            tool = DelegationTool(
+                DelegationSettings(deployment=DEPLOYMENT, **settings),
+                rest_base_url=endpoint.rest_base_url,
+                credential=credential or ApiKeyCredential(EMULATOR_KEY),
+            )
+            try:
+                yield emu, tool
+            finally:
+                await tool.aclose()
+
+    yield start
+    errors = [
+        r for phase in ("setup", "call") for r in caplog.get_records(phase) if r.levelno >= logging.ERROR
+    ]
+    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
+
+
+async def test_three_questions_on_the_emulator_carry_one_thread(expert: Any) -> None:
+    async with expert() as (_, tool):
+        answers = [await ask(tool, q) for q in ("What is a quasar?", "How far away?", "How bright?")]
+    assert [result.value["answer"] for result in answers] == [
+        "Expert answer 1 to: What is a quasar?",
+        "Expert answer 2 to: How far away?",
+        "Expert answer 3 to: How bright?",
+    ]
+    assert tool.questions == 3 and tool.last_response_id is not None
+    assert tool.last_response_id.startswith("resp_")
+
+
+async def test_usage_and_cost_grow_along_the_chain_on_the_emulator(expert: Any) -> None:
+    input_tokens: list[int] = []
+    costs: list[Decimal] = []
+    async with expert() as (_, tool):
+        for question in ("Why is the sky blue?", "And at sunset?", "And on Mars?"):
+            before = tool.input_tokens
+            result = await ask(tool, question)
+            input_tokens.append(tool.input_tokens - before)
+            costs.append(result.cost_usd)
+    # Every earlier question and answer is billed again as input on the next question (§7).
+    assert input_tokens[0] < input_tokens[1] < input_tokens[2]
+    assert costs[0] < costs[1] < costs[2]
+    assert tool.cost_usd == sum(costs) and tool.output_tokens > 0
+    assert tool.cost_usd == text_cost_usd(tool.usage, TEXT_PRICE_TABLE[DEPLOYMENT])
+
+
+async def test_an_unknown_previous_response_on_the_emulator_starts_a_new_thread(expert: Any) -> None:
+    async with expert() as (emu, tool):
+        await ask(tool, "What is a quasar?")
+        gone = tool.last_response_id
+        async with httpx.AsyncClient(base_url=emu.http_base_url, headers={"api-key": EMULATOR_KEY}) as http:
+            deleted = await http.delete(f"/openai/v1/responses/{gone}")
+        assert deleted.status_code == 200
+        second = await ask(tool, "How far away?")
+        third = await ask(tool, "How bright?")
+    assert second.value == {"answer": "Expert answer 1 to: How far away?"}  # a new thread
+    assert third.value == {"answer": "Expert answer 2 to: How bright?"}  # chained on the new one
+    assert tool.last_response_id not in (None, gone)
+
+
+async def test_an_entra_token_is_accepted_by_the_emulator_as_a_bearer(expert: Any) -> None:
+    credential = EntraCredential(FakeTokenCredential(), clock=lambda: 1_800_000_000.0)
+    async with expert(credential=credential, keys=(ENTRA_TOKEN,)) as (_, tool):
+        result = await ask(tool, "Who is there?")
+    assert result.value == {"answer": "Expert answer 1 to: Who is there?"}
+
+
+async def test_a_wrong_key_on_the_emulator_is_a_401_sentence(expert: Any) -> None:
+    async with expert(credential=ApiKeyCredential("not-the-emulator-key-0123456789")) as (_, tool):
+        with pytest.raises(ExpertUnavailable, match=re.escape("refused realtalk's credentials (HTTP 401")):
+            await ask(tool, "Q?")
+
+
+async def test_a_slow_expert_on_the_emulator_times_out(expert: Any) -> None:
+    scenario = {"responses": ["First.", {"delay_ms": 10_000}]}  # the thread's second answer is late
+    async with expert(scenario=scenario, timeout_s=0.3) as (_, tool):
+        assert (await ask(tool, "One?")).value == {"answer": "First."}
+        with pytest.raises(ExpertUnavailable, match=re.escape("did not answer within 0.3 seconds")):
+            await ask(tool, "Two?")
+        # The timed-out question left the thread where it was: the next one chains on the first.
+        assert (await ask(tool, "Three?")).value == {"answer": "Expert answer 2 to: Three?"}
+
+
+async def test_a_rate_limited_expert_on_the_emulator_says_when_to_retry(expert: Any) -> None:
+    scenario = {"responses": [{"error": {"status": 429, "retry_after_s": 2}}]}
+    async with expert(scenario=scenario) as (_, tool):
+        with pytest.raises(ExpertUnavailable, match=r"rate-limited \(HTTP 429.*\); retry after 2 seconds$"):
+            await ask(tool, "Q?")

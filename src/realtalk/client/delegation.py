@@ -426,7 +426,8 @@ class DelegationTool:
             return await self._exchange(question, previous)
         except _PreviousResponseGone:
             # The thread's last stored response is gone (Azure keeps stored responses 30 days, and
-            # one can be deleted): start a new thread once, without previous_response_id. The
+            # one can be deleted; Azure and OpenAI answer 400 previous_response_not_found, some
+            # servers 404): start a new thread once, without previous_response_id. The
             # expert loses the earlier questions; the tool's description asks for self-contained
             # questions, so this one still stands on its own.
             logger.info(
