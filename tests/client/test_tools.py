@@ -366,7 +366,7 @@ async def test_a_slow_tool_times_out_within_its_limit() -> None:
 
     assert outcome.status == "timeout"
     assert error_of(outcome) == "The tool probe did not finish within 0.2 s."
-    assert 0.2 <= time.perf_counter() - started < 0.35
+    assert 0.2 <= time.perf_counter() - started < 0.45
     assert probe.cancelled  # the tool saw CancelledError
 
 

@@ -2,9 +2,9 @@
 
 The model asks for a tool with a ``function_call`` item (``response.function_call_arguments.done``
 carries ``call_id``, ``name`` and the ``arguments`` JSON string); the answer goes back as a
-``function_call_output`` item whose ``output`` is a string (protocol reference §3). The decisions
-(when to answer, which calls a barge-in cancels, the one follow-up ``response.create``) belong to
-the protocol core; this module only runs calls, as I/O:
+``function_call_output`` item whose ``output`` is a string (protocol reference §2.3, and the
+function-call sequence of §2.5). The decisions (when to answer, which calls a barge-in cancels, the
+one follow-up ``response.create``) belong to the protocol core; this module only runs calls, as I/O:
 
 * ``ToolRunner.run`` never raises for anything a call does: an unknown name, arguments that are not
   JSON or break the schema, an exception in the tool, a timeout: each becomes a ``ToolOutcome``
