@@ -25,8 +25,8 @@ from realtalk.client.delegation import (
     DelegationSettings,
     DelegationTool,
     ExpertUnavailable,
-    ToolResult,
 )
+from realtalk.client.tools import Tool, ToolResult, ToolRunner
 from realtalk.emulator import Emulator, EmulatorConfig, Engines, load_engines, parse_scenario
 from realtalk.errors import ConfigError
 from realtalk.protocol.endpoint import resolve_endpoint
@@ -666,6 +666,12 @@ async def test_a_tool_closes_the_client_it_made_and_its_session_copies_do_not() 
     await tool.aclose()  # closing twice is harmless
 
 
+def test_the_tool_is_a_tool_for_the_runner() -> None:
+    tool = make_tool(Responses())
+    assert isinstance(tool, Tool)
+    ToolRunner([tool])  # its parameters are a valid JSON schema for an object
+
+
 def test_the_tool_describes_one_required_question() -> None:
     tool = make_tool(Responses(), name="consult", description="Ask the consultant.")
     assert (tool.name, tool.description) == ("consult", "Ask the consultant.")
@@ -861,3 +867,24 @@ async def test_a_rate_limited_expert_on_the_emulator_says_when_to_retry(expert: 
     async with expert(scenario=scenario) as (_, tool):
         with pytest.raises(ExpertUnavailable, match=r"rate-limited \(HTTP 429.*\); retry after 2 seconds$"):
             await ask(tool, "Q?")
+
+
+async def test_through_the_runner_the_answer_and_its_cost_reach_the_outcome(expert: Any) -> None:
+    async with expert() as (_, tool):
+        runner = ToolRunner([tool])
+        outcome = await runner.run("call_1", "ask_expert", json.dumps({"question": "What is a quasar?"}))
+        await runner.aclose()
+    assert outcome.status == "ok"
+    assert json.loads(outcome.output) == {"answer": "Expert answer 1 to: What is a quasar?"}
+    assert outcome.cost_usd == tool.cost_usd > 0
+    assert outcome.note == f"gpt-5-mini, {tool.usage.total_tokens} tokens"
+
+
+async def test_through_the_runner_our_timeout_fires_first_with_its_sentence(expert: Any) -> None:
+    async with expert(scenario={"responses": [{"delay_ms": 10_000}]}, timeout_s=0.3) as (_, tool):
+        outcome = await ToolRunner([tool]).run("call_1", "ask_expert", json.dumps({"question": "Q?"}))
+    assert outcome.status == "error"
+    assert (
+        "the expert is unavailable: it did not answer within 0.3 seconds"
+        in json.loads(outcome.output)["error"]
+    )

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from realtalk.client.credentials import Credential
+from realtalk.client.tools import ToolResult
 from realtalk.errors import ConfigError, RealtalkError, RemoteProtocolError
 from realtalk.protocol.endpoint import is_loopback_host
 from realtalk.protocol.text_prices import TextPrices, TextUsage, text_cost_usd, text_prices_for
@@ -57,21 +58,9 @@ __all__ = [
     "DelegationSettings",
     "DelegationTool",
     "ExpertUnavailable",
-    "ToolResult",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-# TODO(placeholder): replaced by ``from realtalk.client.tools import ToolResult`` once that module
-# is committed; the contract is the same.
-@dataclass(frozen=True)
-class ToolResult:
-    """What a tool returns: the value for the model, its cost, and a note for people."""
-
-    value: Any
-    cost_usd: Decimal = Decimal(0)
-    note: str | None = None
 
 
 DEFAULT_DESCRIPTION: Final = (
