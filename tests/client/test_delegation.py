@@ -174,9 +174,12 @@ def make_tool(
     *,
     credential: Any = None,
     prices: TextPrices | None = None,
+    prices_override: dict[str, Any] | None = None,
     **settings: Any,
 ) -> DelegationTool:
     settings.setdefault("deployment", DEPLOYMENT)
+    if prices_override is not None:
+        settings["prices"] = prices_override
     return DelegationTool(
         DelegationSettings(**settings),
         rest_base_url=REST_BASE,
@@ -717,6 +720,25 @@ def test_settings_come_from_the_profiles_delegate_table() -> None:
     settings = DelegationSettings.from_profile(table)
     assert (settings.deployment, settings.timeout_s, settings.reasoning_effort) == ("o4-mini", 30, "low")
     assert settings.name == "ask_expert" and settings.max_output_tokens == 400
+    assert settings.prices == {"input": Decimal(1)}
+
+
+def test_the_profiles_prices_override_the_price_table() -> None:
+    tool = make_tool(Responses(), prices_override={"output": 2.5})
+    assert tool.prices == TextPrices(Decimal("0.25"), Decimal("0.025"), Decimal("2.5"))
+
+
+def test_the_profiles_prices_can_price_a_model_the_table_does_not_know() -> None:
+    prices = {"input": "3", "cached_input": "0.3", "output": "12"}
+    tool = make_tool(Responses(), deployment="in-house-expert", prices_override=prices)
+    assert tool.prices == TextPrices(Decimal(3), Decimal("0.3"), Decimal(12))
+
+
+@pytest.mark.parametrize("prices", [{"out": "1"}, {"output": "-1"}, "cheap"])
+def test_bad_profile_prices_name_the_prices_key(prices: Any) -> None:
+    with pytest.raises(ConfigError) as caught:
+        DelegationSettings(DEPLOYMENT, prices=prices)
+    assert caught.value.variable == "delegate.prices"
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from realtalk.protocol.text_prices import (
     TextPrices,
     TextUsage,
     text_cost_usd,
+    text_price_overrides,
     text_prices_for,
 )
 
@@ -166,3 +167,8 @@ def test_caching_never_makes_an_answer_dearer(
 def test_usages_add_up() -> None:
     total = TextUsage(10, 5, 2, 1) + TextUsage(20, 7, 3, 0)
     assert total == TextUsage(30, 12, 5, 1)
+
+
+def test_no_overrides_change_nothing() -> None:
+    assert text_price_overrides(None) == {}
+    assert text_prices_for("o3", {}) == TEXT_PRICE_TABLE["o3"]

@@ -37,8 +37,9 @@ import logging
 import math
 import re
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -48,7 +49,13 @@ from realtalk.client.credentials import Credential
 from realtalk.client.tools import ToolResult
 from realtalk.errors import ConfigError, RealtalkError, RemoteProtocolError
 from realtalk.protocol.endpoint import is_loopback_host
-from realtalk.protocol.text_prices import TextPrices, TextUsage, text_cost_usd, text_prices_for
+from realtalk.protocol.text_prices import (
+    TextPrices,
+    TextUsage,
+    text_cost_usd,
+    text_price_overrides,
+    text_prices_for,
+)
 
 __all__ = [
     "DEFAULT_DESCRIPTION",
@@ -113,6 +120,8 @@ class DelegationSettings:
     ``model_for_prices`` is the price-table model when the deployment name is not a model name
     (``None``: the deployment name is looked up). ``max_output_tokens`` includes reasoning
     tokens. ``reasoning_effort`` is sent as ``reasoning.effort`` (reasoning models only).
+    ``prices`` overrides single list prices of the price table (``{"output": "11.00"}``, USD per
+    1M tokens; with all three, any model can be priced).
 
     Raises:
         ConfigError: a value out of range; ``variable`` names the profile key
@@ -127,6 +136,7 @@ class DelegationSettings:
     max_output_tokens: int = 400
     model_for_prices: str | None = None
     reasoning_effort: str | None = None
+    prices: Mapping[str, Decimal] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.deployment, str) or not _DEPLOYMENT_NAME.match(self.deployment):
@@ -176,6 +186,9 @@ class DelegationSettings:
                 f"{self.model_for_prices!r} must be a model name from the price table",
                 'model_for_prices = "gpt-5-mini"',
             )
+        if self.prices is not None:
+            # Checked and frozen here, so a wrong price is reported when the profile is loaded.
+            object.__setattr__(self, "prices", MappingProxyType(text_price_overrides(self.prices)))
         if self.reasoning_effort is not None and self.reasoning_effort not in REASONING_EFFORTS:
             raise _invalid(
                 "reasoning_effort",
@@ -185,22 +198,21 @@ class DelegationSettings:
 
     @classmethod
     def from_profile(cls, table: Mapping[str, Any]) -> DelegationSettings:
-        """Settings from a parsed ``[delegate]`` table (its ``prices`` sub-table is left to
-        ``text_prices_for``).
+        """Settings from a parsed ``[delegate]`` table (its keys are the field names).
 
         Raises:
             ConfigError: an unknown key, a missing ``deployment``, or an invalid value.
         """
         known = {f.name for f in fields(cls)}
         for key in table:
-            if key not in known and key != "prices":
+            if key not in known:
                 raise ConfigError(
-                    f"unknown key {key!r} in [{_TABLE}]; known keys: {', '.join(sorted(known | {'prices'}))}",
+                    f"unknown key {key!r} in [{_TABLE}]; known keys: {', '.join(sorted(known))}",
                     variable=f"{_TABLE}.{key}",
                 )
         if "deployment" not in table:
             raise _invalid("deployment", "is missing", 'deployment = "gpt-5-mini"')
-        return cls(**{key: value for key, value in table.items() if key in known})
+        return cls(**table)
 
     @property
     def pricing_model(self) -> str:
@@ -276,8 +288,9 @@ class DelegationTool:
     (``ResolvedEndpoint.rest_base_url``); requests go to ``<rest_base_url>/responses``.
     ``credential`` authenticates each request exactly as it does the realtime handshake (an
     ``api-key`` header, or a fresh Entra ID bearer token). ``prices`` defaults to the price table's
-    entry for ``settings.pricing_model``. ``client`` is an ``httpx.AsyncClient`` to use (tests pass
-    one with ``httpx.MockTransport``); without one the tool makes its own, closed by ``aclose()``.
+    entry for ``settings.pricing_model`` with ``settings.prices`` applied. ``client`` is an
+    ``httpx.AsyncClient`` to use (tests pass one with ``httpx.MockTransport``); without one the tool
+    makes its own, closed by ``aclose()``.
 
     Running totals since the session began: ``questions`` asked, ``usage`` (and
     ``input_tokens``/``output_tokens``), ``cost_usd`` (failed or cut-off answers included when the
@@ -301,7 +314,7 @@ class DelegationTool:
             settings,
             url=rest_base_url.rstrip("/") + "/responses",
             credential=credential,
-            prices=prices if prices is not None else text_prices_for(settings.pricing_model),
+            prices=prices if prices is not None else text_prices_for(settings.pricing_model, settings.prices),
             shared=_SharedClient(client, trust_env=not is_loopback_host(host)),
             owns_client=True,
         )

@@ -35,6 +35,7 @@ __all__ = [
     "TextPrices",
     "TextUsage",
     "text_cost_usd",
+    "text_price_overrides",
     "text_prices_for",
 ]
 
@@ -95,7 +96,7 @@ def text_prices_for(model: str, overrides: Mapping[str, Any] | None = None) -> T
             price that is not a number >= 0. It names the profile key to change.
     """
     names = [f.name for f in fields(TextPrices)]
-    changes = _validated_overrides(overrides or {}, names)
+    changes = text_price_overrides(overrides)
     key = model.strip().lower()
     prices = TEXT_PRICE_TABLE.get(key) or TEXT_PRICE_TABLE.get(_DATED_SUFFIX.sub("", key))
     if prices is None:
@@ -111,8 +112,22 @@ def text_prices_for(model: str, overrides: Mapping[str, Any] | None = None) -> T
     return replace(prices, **changes) if changes else prices
 
 
-def _validated_overrides(overrides: Mapping[str, Any], names: list[str]) -> dict[str, Decimal]:
+def text_price_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Decimal]:
+    """Checked price overrides (``input``, ``cached_input``, ``output``; numbers or numeric texts).
+
+    Raises:
+        ConfigError: an unknown price name, or a price that is not a number >= 0.
+    """
+    names = [f.name for f in fields(TextPrices)]
     changes: dict[str, Decimal] = {}
+    if overrides is None:
+        return changes
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(
+            f"{_PRICES_VARIABLE} must be a table of prices, not {overrides!r:.80}",
+            variable=_PRICES_VARIABLE,
+            example='prices = { output = "11.00" }',
+        )
     for name, raw in overrides.items():
         if name not in names:
             raise ConfigError(
