@@ -811,3 +811,15 @@ async def test_aclose_waits_for_a_cancelled_tool_to_clean_up() -> None:
 
     assert probe.cleaned_up
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_what_a_failed_call_still_cost_is_in_its_outcome() -> None:
+    class Billed(RuntimeError):
+        cost_usd = Decimal("0.0031")
+
+    def expensive_failure() -> str:
+        """Fails after spending money."""
+        raise Billed("the answer broke off")
+
+    outcome = await ToolRunner([FunctionTool(expensive_failure)]).run("call_1", "expensive_failure", "{}")
+    assert (outcome.status, outcome.cost_usd) == ("error", Decimal("0.0031"))

@@ -343,7 +343,9 @@ class ToolRunner:
         except _Expired:
             return outcome("timeout", _error(f"The tool {name} did not finish within {timeout_s:g} s."))
         except TimeoutError as exc:
-            return outcome("timeout", _error(f"The tool {name} timed out: {exc or 'no answer in time'}."))
+            return outcome(
+                "timeout", _error(f"The tool {name} timed out: {exc or 'no answer in time'}."), _spent(exc)
+            )
         except InvalidToolArguments as exc:
             return outcome("invalid_arguments", _error(f"Invalid arguments for {name}: {exc}."))
         except asyncio.CancelledError:
@@ -359,6 +361,7 @@ class ToolRunner:
             return outcome(
                 "error",
                 _error(f"The tool {name} failed: {type(exc).__name__}{': ' + message if message else ''}"),
+                _spent(exc),
             )
         result = value if isinstance(value, ToolResult) else None
         try:
@@ -414,6 +417,13 @@ class ToolRunner:
             return task.result()
         finally:
             slots.release()
+
+
+def _spent(exc: BaseException) -> ToolResult | None:
+    # A failure can still have cost money (a delegated question whose answer broke off is billed
+    # for what was generated): an exception says so with a ``cost_usd`` attribute.
+    cost = getattr(exc, "cost_usd", None)
+    return ToolResult(None, cost) if isinstance(cost, Decimal) and cost > 0 else None
 
 
 class _Expired(Exception):
