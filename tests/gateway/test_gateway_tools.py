@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,45 @@ async def test_speech_during_a_slow_server_tool_cancels_it_and_nothing_stale_is_
         for e in emu.stats.events_received("conversation.item.create")
         if e["item"]["type"] == "function_call_output"
     ]
+
+
+async def test_delegation_chains_three_questions_and_its_cost_is_in_the_session_total(
+    emulator: Callable[..., Any], gateway: Callable[..., Any], client: Callable[..., Any], tmp_path: Path
+) -> None:
+    profile = tmp_path / "expert.toml"
+    profile.write_text('tool_filler_after_s = 60\n\n[delegate]\ndeployment = "gpt-5-mini"\n')
+    questions = ["Why is the sky blue?", "And at sunset?", "And on Mars?"]
+    turns = [{"call": {"name": "ask_expert", "arguments": {"question": q}}} for q in questions]
+    scenario = parse_scenario(
+        {"turns": [turn for t in turns for turn in (t, {"say": "Here is what I found."})]}
+    )
+    async with (
+        emulator(scenario=scenario) as emu,
+        gateway(emu, gateway_profile=profile) as gw,
+        client(gw, ui=True) as c,
+    ):
+        for n, question in enumerate(questions, start=1):
+            for event in text_turn(question):
+                await c.send(event)
+            # The call's response, then the follow-up that speaks the answer.
+            async with asyncio.timeout(15):
+                while c.types().count("response.done") < 2 * n:
+                    await c.next()
+            assert emu.stats.responses_requests == n
+        costs = [e for e in c.events if e["type"] == "realtalk.cost"]
+    finished = [e for e in c.events if e["type"] == "realtalk.tool" and e["status"] != "running"]
+    assert [(e["name"], e["status"]) for e in finished] == [("ask_expert", "ok")] * 3
+    tool_usd = [Decimal(e["cost_usd"]) for e in finished]
+    assert all(usd > 0 for usd in tool_usd)
+    assert tool_usd[2] > tool_usd[0], "the third question re-bills the thread as input"
+    # The session's total is the realtime turns plus every delegated question.
+    last = costs[-1]
+    assert Decimal(last["total_usd"]) >= sum(tool_usd)
+    assert _leaks(c.events) == []
+    # The emulator's experts counted the thread: the third answer knew it was the third question.
+    outputs = [
+        e["item"]["output"]
+        for e in emu.stats.events_received("conversation.item.create")
+        if e["item"]["type"] == "function_call_output"
+    ]
+    assert "Expert answer 3 to: And on Mars?" in outputs[-1]
