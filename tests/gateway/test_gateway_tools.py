@@ -36,6 +36,17 @@ async def slow_lookup(ticket_id: str) -> str:
     """A lookup that takes its time."""
     await asyncio.sleep(30)
     return "too late"
+
+
+async def lookup(ticket_id: str) -> str:
+    """A lookup that takes a second and a half."""
+    await asyncio.sleep(1.5)
+    return "resolved yesterday"
+
+
+def explode(ticket_id: str) -> str:
+    """A tool with a bug."""
+    raise RuntimeError("the ticket database is down")
 '''
 PROFILE = """
 instructions = "You are the help desk. SECRET-INSTRUCTIONS."
@@ -46,6 +57,13 @@ function = "./tools.py:get_ticket_status"
 
 [[tools]]
 function = "./tools.py:slow_lookup"
+
+[[tools]]
+function = "./tools.py:explode"
+
+[[tools]]
+function = "./tools.py:lookup"
+timeout_s = 0.5
 """
 CALL = {"call": {"name": "get_ticket_status", "arguments": {"ticket_id": "XR-4892"}}}
 
@@ -228,3 +246,97 @@ async def test_delegation_chains_three_questions_and_its_cost_is_in_the_session_
         if e["item"]["type"] == "function_call_output"
     ]
     assert "Expert answer 3 to: And on Mars?" in outputs[-1]
+
+
+async def test_parallel_calls_and_failing_calls_are_all_answered_and_the_talk_goes_on(
+    emulator: Callable[..., Any], gateway: Callable[..., Any], client: Callable[..., Any], profile: Path
+) -> None:
+    both = [
+        {"name": "get_ticket_status", "arguments": {"ticket_id": "XR-4892"}},
+        {"name": "explode", "arguments": {"ticket_id": "XR-4892"}},
+    ]
+    turns = [
+        {"call": both},
+        {"say": "One worked, one failed."},
+        {"call": {"name": "lookup", "arguments": {"ticket_id": "XR-4892"}}},  # over its 0.5 s limit
+        {"say": "That took too long."},
+        {"call": {"name": "get_ticket_status", "arguments": {"ticket": 4892}}},  # not its schema
+        {"say": "I asked wrongly."},
+    ]
+    async with (
+        emulator(scenario=parse_scenario({"turns": turns})) as emu,
+        gateway(emu, gateway_profile=profile) as gw,
+        client(gw, ui=True) as c,
+    ):
+        for n, text in enumerate(("two things", "slow one", "bad one"), start=1):
+            for event in text_turn(text):
+                await c.send(event)
+            async with asyncio.timeout(15):
+                while c.types().count("response.done") < 2 * n:
+                    await c.next()
+        received = emu.stats.events_received()
+    finished = [
+        (e["name"], e["status"])
+        for e in c.events
+        if e["type"] == "realtalk.tool" and e["status"] != "running"
+    ]
+    assert sorted(finished[:2]) == [("explode", "error"), ("get_ticket_status", "ok")]
+    assert finished[2:] == [("lookup", "timeout"), ("get_ticket_status", "invalid_arguments")]
+    # Both outputs of the parallel calls went up before the one follow-up.
+    kinds = [
+        "output"
+        if e["type"] == "conversation.item.create" and e["item"]["type"] == "function_call_output"
+        else e["type"]
+        for e in received
+        if e["type"] in ("conversation.item.create", "response.create")
+    ]
+    assert kinds[:4] == ["conversation.item.create", "response.create", "output", "output"]
+    assert kinds[4] == "response.create" and kinds.count("response.create") == 6
+    outputs = [
+        json.loads(e["item"]["output"])
+        for e in received
+        if e.get("item", {}).get("type") == "function_call_output"
+    ]
+    errors = [o["error"] for o in outputs if "error" in o]
+    assert len(errors) == 3 and all("Traceback" not in e for e in errors)
+    assert any("ticket_id" in e for e in errors)
+    assert _leaks(c.events) == []
+    assert "I asked wrongly." in json.dumps(c.events[-10:])
+
+
+async def test_a_slow_server_tool_gets_the_filler_spoken_before_its_answer(
+    emulator: Callable[..., Any], gateway: Callable[..., Any], client: Callable[..., Any], tmp_path: Path
+) -> None:
+    (tmp_path / "tools.py").write_text(TOOLS_PY)
+    profile = tmp_path / "agent.toml"
+    profile.write_text(
+        'tool_filler = "Bear with me."\ntool_filler_after_s = 0.2\n'
+        '\n[[tools]]\nfunction = "./tools.py:lookup"\n'
+    )
+    scenario = parse_scenario(
+        {"turns": [{"call": {"name": "lookup", "arguments": {"ticket_id": "XR-4892"}}}]}
+    )
+    async with (
+        emulator(scenario=scenario) as emu,
+        gateway(emu, gateway_profile=profile) as gw,
+        client(gw, ui=True) as c,
+    ):
+        for event in text_turn("look it up"):
+            await c.send(event)
+        async with asyncio.timeout(15):
+            while c.types().count("response.done") < 3:  # the call, the filler, the answer
+                await c.next()
+    said = [
+        part.get("transcript")
+        for e in c.events
+        if e["type"] == "response.done"
+        for item in e["response"]["output"]
+        for part in item.get("content", [])
+    ]
+    assert said[0] == "Bear with me." and "resolved yesterday" in said[1]
+    tool = [e for e in c.events if e["type"] == "realtalk.tool"]
+    # The filler was spoken while the tool was running: before its "ok".
+    filler_done = next(
+        i for i, e in enumerate(c.events) if e["type"] == "response.done" and e["response"]["output"]
+    )
+    assert c.events.index(tool[-1]) > filler_done
