@@ -340,3 +340,18 @@ async def test_a_slow_server_tool_gets_the_filler_spoken_before_its_answer(
         i for i, e in enumerate(c.events) if e["type"] == "response.done" and e["response"]["output"]
     )
     assert c.events.index(tool[-1]) > filler_done
+
+
+async def test_ids_that_are_not_strings_are_refused_not_a_crash(
+    emulator: Callable[..., Any], gateway: Callable[..., Any], client: Callable[..., Any], profile: Path
+) -> None:
+    # Found by the fuzzer: a list where an id belongs was looked up in a set of ids (unhashable).
+    async with emulator() as emu, gateway(emu, gateway_profile=profile) as gw, client(gw) as c:
+        await c.send({"type": "conversation.item.retrieve", "event_id": "evt_1", "item_id": ["item_x"]})
+        assert (await c.error())["event_id"] == "evt_1"
+        output = {"type": "function_call_output", "call_id": {"id": "call_x"}, "output": "{}"}
+        await c.send({"type": "conversation.item.create", "event_id": "evt_2", "item": output})
+        assert (await c.error())["event_id"] == "evt_2"
+        for event in text_turn("still here?"):
+            await c.send(event)
+        await c.until("response.done")

@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -116,23 +117,30 @@ class Refusal:
 
 
 def _server_tool_refusal(event_type: str, event: Mapping[str, Any], view: SessionView) -> Refusal | None:
+    # Ids are checked to be strings first: a client's list or object is not hashable.
     if event_type == "conversation.item.create":
         item = event.get("item")
+        call_id = item.get("call_id") if isinstance(item, Mapping) else None
         if (
             isinstance(item, Mapping)
             and item.get("type") == "function_call_output"
-            and item.get("call_id") in view.server_call_ids
+            and isinstance(call_id, str)
+            and call_id in view.server_call_ids
         ):
             return Refusal(
                 "item_not_allowed",
                 "Rule 'server tools': this function call is answered by the gateway, not the client.",
                 "item.call_id",
             )
-    elif event_type == "conversation.item.retrieve" and event.get("item_id") in view.hidden_item_ids:
+    elif event_type == "conversation.item.retrieve" and _str_in(event.get("item_id"), view.hidden_item_ids):
         return Refusal(
             "item_not_allowed", "Rule 'server tools': the gateway's tool items are not shown.", "item_id"
         )
     return None
+
+
+def _str_in(value: object, ids: AbstractSet[str]) -> bool:
+    return isinstance(value, str) and value in ids
 
 
 def server_event_id() -> str:
@@ -175,7 +183,7 @@ def redact_session_event(
             visible["tools"] = [
                 _tool_name_only(tool)
                 for tool in tools
-                if not (isinstance(tool, Mapping) and tool.get("name") in hidden_tools)
+                if not (isinstance(tool, Mapping) and _str_in(tool.get("name"), hidden_tools))
             ]
         redacted["session"] = visible
     return redacted

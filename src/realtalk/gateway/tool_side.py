@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
+from collections.abc import Container
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final
 
@@ -132,17 +133,19 @@ class ToolSide:
                 assert isinstance(item, dict)
                 self._hide(item.get("id"), self._visible(previous))
                 return None
-            if previous in self._hidden:
+            if _is_in(previous, self._hidden):
                 return _dumps({**event, "previous_item_id": self._visible(previous)})
         elif event_type in _ARGUMENT_EVENTS:
-            if event.get("item_id") in self._hidden or event.get("call_id") in self._server_calls:
+            if _is_in(event.get("item_id"), self._hidden) or _is_in(event.get("call_id"), self._server_calls):
                 return None
         elif event_type == "input_audio_buffer.committed":
             previous = event.get("previous_item_id")
-            if previous in self._hidden:
+            if _is_in(previous, self._hidden):
                 return _dumps({**event, "previous_item_id": self._visible(previous)})
         elif event_type in _BY_ITEM_ID:
-            if event.get("item_id") in self._hidden or _item_id(event.get("item")) in self._hidden:
+            if _is_in(event.get("item_id"), self._hidden) or _is_in(
+                _item_id(event.get("item")), self._hidden
+            ):
                 return None
         elif event_type == "response.done":
             return self._response_done(event, outgoing)
@@ -153,11 +156,11 @@ class ToolSide:
             return False
         kind = item.get("type")
         call_id = item.get("call_id")
-        if kind == "function_call" and item.get("name") in self._server_tools:
+        if kind == "function_call" and _is_in(item.get("name"), self._server_tools):
             if isinstance(call_id, str):
                 self._remember_call(call_id)
             return True
-        return kind == "function_call_output" and call_id in self._server_calls
+        return kind == "function_call_output" and _is_in(call_id, self._server_calls)
 
     def _response_done(self, event: dict[str, Any], outgoing: bytes) -> bytes:
         response = event.get("response")
@@ -271,6 +274,11 @@ class ToolSide:
         self._slow_timers.clear()
         if self._tool_calls is not None:
             await self._tool_calls.aclose()
+
+
+def _is_in(value: object, ids: Container[str]) -> bool:
+    # Only strings are looked up: a list or an object in a frame is not hashable.
+    return isinstance(value, str) and value in ids
 
 
 def _item_id(item: object) -> object:
