@@ -87,6 +87,15 @@ const hooks = Object.freeze({
   get closeInfo() {
     return controller.closeInfo && { ...controller.closeInfo };
   },
+  /**
+   * @returns {{running: {call_id: string, name: string, elapsed_ms: number}[],
+   *   finished: {call_id: string, name: string, status: string, duration_ms: number | null, cost_usd: string | null}[]}}
+   *   the tools the gateway ran for this page: running ones with the time since they started,
+   *   finished ones with how they ended (oldest first)
+   */
+  get tools() {
+    return controller.toolCalls;
+  },
 });
 Object.defineProperty(window, "realtalk", { value: hooks, writable: false, configurable: false });
 

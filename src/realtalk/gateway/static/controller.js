@@ -20,10 +20,13 @@ import { AudioEngine } from "./audio.js";
 import { decodeBase64, encodeBase64 } from "./base64.js";
 import { REFUSED_SENTENCE, STOPPED_SENTENCE, describeClose } from "./closing.js";
 import { Connection, MAX_RECONNECTS } from "./connection.js";
+import { ToolActivity } from "./tools.js";
 
 /** Items remembered for stats and for dropping late audio of flushed items (bounded). */
 const MAX_ITEMS_TRACKED = 64;
 const MAX_LATENCIES_KEPT = 50;
+/** How often a running tool's elapsed time is redrawn: about four times a second. */
+const TOOL_TICK_MS = 250;
 
 /** The gateway's code for "I am restarting": its 1001 close then means "come back in a moment". */
 const RESTART_CODE = "server_shutting_down";
@@ -125,6 +128,10 @@ export class VoiceController {
     this.eventCounts = {};
     /** @type {{code: number, reason: string} | null} */
     this.closeInfo = null;
+    /** The tools the gateway runs for this session (`realtalk.tool`), running and finished. */
+    this.tools = new ToolActivity();
+    /** @type {ReturnType<typeof setInterval> | null} redraws elapsed times while a tool runs */
+    this.toolTicker = null;
     /** Called when the gateway refused the socket (app.js re-checks the sign-in then). */
     this.onRefused = () => {};
   }
@@ -334,6 +341,12 @@ export class VoiceController {
       case "realtalk.cost":
         this.view.setCost(event);
         return;
+      case "realtalk.tool": {
+        const ended = this.tools.receive(event, performance.now());
+        if (ended) this.view.addToolCall(ended);
+        this.renderTools();
+        return;
+      }
       case "realtalk.latency":
         this.onLatency(Number(event.voice_to_voice_ms));
         return;
@@ -367,6 +380,27 @@ export class VoiceController {
     this.agentPlaying = false;
     this.activeResponses.clear();
     this.flushPlayback();
+    for (const ended of this.tools.endSession()) this.view.addToolCall(ended);
+    this.renderTools();
+  }
+
+  /** @returns {{running: import("./tools.js").RunningCall[], finished: import("./tools.js").FinishedCall[]}} copies */
+  get toolCalls() {
+    return {
+      running: this.tools.running(performance.now()),
+      finished: this.tools.finished.map((call) => ({ ...call })),
+    };
+  }
+
+  /** Show the running tools, and keep their elapsed times counting only while any runs. */
+  renderTools() {
+    this.view.setRunningTools(this.tools.running(performance.now()));
+    if (this.tools.anyRunning && this.toolTicker === null) {
+      this.toolTicker = setInterval(() => this.view.setRunningTools(this.tools.running(performance.now())), TOOL_TICK_MS);
+    } else if (!this.tools.anyRunning && this.toolTicker !== null) {
+      clearInterval(this.toolTicker);
+      this.toolTicker = null;
+    }
   }
 
   /** @param {number} attempt @param {number} delayMs @param {string} why */

@@ -8,6 +8,8 @@
  * @module view
  */
 
+import { SESSION_ENDED } from "./tools.js";
+
 /** @param {string} id @returns {HTMLElement} */
 function byId(id) {
   const element = document.getElementById(id);
@@ -35,6 +37,39 @@ function estimate(value, suffix = "") {
   return amount === "–" ? amount : `≈ ${amount}${suffix}`;
 }
 
+/** How a tool call ended, in words (the gateway's `realtalk.tool` statuses, and the page's own). */
+const TOOL_OUTCOMES = new Map([
+  ["ok", "done"],
+  ["error", "failed"],
+  ["timeout", "timed out"],
+  ["invalid_arguments", "refused: invalid arguments"],
+  ["unknown_tool", "refused: no such tool"],
+  ["cancelled", "cancelled"],
+  [SESSION_ENDED, "stopped: the session ended"],
+]);
+const MAX_TOOL_LINES = 50;
+
+/** @param {number} ms @returns {string} "320 ms" under a second, "1.5 s" above */
+function formatDuration(ms) {
+  return ms < 999.5 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** @param {string} status @returns {string} */
+function toolOutcome(status) {
+  return TOOL_OUTCOMES.get(status) ?? status.replaceAll("_", " ");
+}
+
+/**
+ * What a tool call cost on its own, which may be far below a cent (a short delegated question);
+ * nothing for a call that cost nothing (a local function: the gateway may still say "0.000000").
+ * @param {string | null} value @returns {string}
+ */
+function toolCost(value) {
+  const number = Number(value);
+  if (value === null || !Number.isFinite(number) || number <= 0) return "";
+  return number < 0.00005 ? "< $0.0001" : estimate(number);
+}
+
 /**
  * @typedef {object} TranscriptLine
  * @property {string} item_id
@@ -54,6 +89,86 @@ export class View {
     this.micLevel = /** @type {HTMLMeterElement} */ (byId("mic-level"));
     /** @type {Map<string, HTMLLIElement>} */
     this.lines = new Map();
+    this.toolsRunning = byId("tools-running");
+    this.toolLog = byId("tool-log");
+    /** @type {Map<string, HTMLLIElement>} */
+    this.runningTools = new Map();
+  }
+
+  /**
+   * The tools running now, with their elapsed time, keyed by call id and updated in place: the
+   * region announces a call once when it starts (additions), never its ticking seconds (a timer).
+   * @param {import("./tools.js").RunningCall[]} calls
+   */
+  setRunningTools(calls) {
+    const seen = new Set();
+    for (const call of calls) {
+      seen.add(call.call_id);
+      let li = this.runningTools.get(call.call_id);
+      if (!li) {
+        li = document.createElement("li");
+        li.className = "tool-running";
+        li.dataset.callId = call.call_id;
+        const name = document.createElement("span");
+        name.className = "tool-name";
+        name.textContent = call.name;
+        const state = document.createElement("span");
+        state.className = "tool-state";
+        state.textContent = "running";
+        const elapsed = document.createElement("span");
+        elapsed.className = "tool-elapsed";
+        elapsed.setAttribute("role", "timer");
+        elapsed.setAttribute("aria-live", "off");
+        li.append(name, " ", state, " ", elapsed);
+        this.runningTools.set(call.call_id, li);
+        this.toolsRunning.append(li);
+      }
+      const elapsed = /** @type {HTMLElement} */ (li.querySelector(".tool-elapsed"));
+      const text = `${(call.elapsed_ms / 1000).toFixed(1)} s`;
+      if (elapsed.textContent !== text) elapsed.textContent = text;
+    }
+    for (const [callId, li] of this.runningTools) {
+      if (!seen.has(callId)) {
+        li.remove();
+        this.runningTools.delete(callId);
+      }
+    }
+  }
+
+  /**
+   * A line in the tool log for a call that ended: its name, how it ended, how long it took and
+   * what it cost on its own (when it cost anything). Never its arguments or output (the gateway
+   * does not send them).
+   * @param {import("./tools.js").FinishedCall} call
+   */
+  addToolCall(call) {
+    const li = document.createElement("li");
+    li.className = "tool-call";
+    li.dataset.callId = call.call_id;
+    li.dataset.status = call.status;
+    const kind = document.createElement("span");
+    kind.className = "tool-kind";
+    kind.textContent = "Tool";
+    const name = document.createElement("span");
+    name.className = "tool-name";
+    name.textContent = call.name;
+    const outcome = document.createElement("span");
+    outcome.className = "tool-outcome";
+    outcome.textContent = toolOutcome(call.status);
+    li.append(kind, " ", name, " ", outcome);
+    const details = [];
+    if (call.duration_ms !== null) details.push(formatDuration(call.duration_ms));
+    const cost = toolCost(call.cost_usd);
+    if (cost) details.push(cost);
+    if (details.length > 0) {
+      const detail = document.createElement("span");
+      detail.className = "tool-detail";
+      detail.textContent = `(${details.join(", ")})`;
+      li.append(" ", detail);
+    }
+    this.toolLog.append(li);
+    while (this.toolLog.children.length > MAX_TOOL_LINES) this.toolLog.firstElementChild?.remove();
+    this.toolLog.scrollTop = this.toolLog.scrollHeight;
   }
 
   /** @param {string} phase @param {string} text */
