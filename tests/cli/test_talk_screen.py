@@ -20,6 +20,8 @@ from realtalk.protocol.app_events import (
     ServerErrorEvent,
     SpeechStarted,
     SpeechStopped,
+    ToolCallFinished,
+    ToolCallStarted,
     TranscriptUpdated,
 )
 from realtalk.protocol.conversation import TranscriptLine
@@ -178,3 +180,27 @@ def test_log_warnings_become_notices_except_those_shown_from_events(caplog: pyte
     finally:
         package.removeHandler(handler)
     assert screen.notices == (Notice("warning", "the event loop fell behind: 3 blocks"),)
+
+
+def test_each_tool_call_gets_its_own_line_and_a_running_one_shows_in_the_status() -> None:
+    clock = Clock()
+    session = RealtimeSession(
+        resolve_endpoint("http://127.0.0.1:9", "gpt-realtime-1.5"), ApiKeyCredential("k", style="bearer")
+    )
+    screen = connected(TalkScreen(session, PlaybackBuffer(), transcribing=True, clock=clock))
+    output: list[ViewLine | Notice] = []
+    printer = PlainPrinter(output.append)
+    screen.on_event(ToolCallStarted("call_1", "book_room"))
+    clock.now_s = 1.5
+    assert screen.snapshot().status_detail == "running book_room 1.5 s"
+    for call_id in ("call_1", "call_2"):  # the same tool, the same outcome, twice
+        screen.on_event(ToolCallFinished(call_id, "book_room", "ok", 40.0))
+    screen.on_event(ToolCallFinished("call_3", "ask_expert", "timeout", 20_000.0, Decimal("0.0021")))
+    printer.poll(screen)
+    assert printed(output) == [
+        "tool book_room: ok in 0.0 s",
+        "tool book_room: ok in 0.0 s",
+        "tool ask_expert: timeout in 20.0 s, $0.0021",
+    ]
+    assert screen.snapshot().status_detail == ""
+    assert [notice.level for notice in screen.notices] == ["info", "info", "warning"]

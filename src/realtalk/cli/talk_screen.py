@@ -138,7 +138,8 @@ class TalkScreen:
                 self._tools_running[event.call_id] = (event.name, self._clock())
             case ToolCallFinished():
                 self._tools_running.pop(event.call_id, None)
-                self.notice(*tool_notice(event))
+                # Every call gets its line: two bookings are two events, not one repeated.
+                self.notice(*tool_notice(event), merge=False)
             case _:
                 pass
 
@@ -160,10 +161,11 @@ class TalkScreen:
         elif status.state == "closed" and status.error is not None:
             self.failure = f"the session ended: {status.reason}"
 
-    def notice(self, level: Literal["info", "warning", "error"], text: str) -> None:
-        """Add a notice; the same text twice in a row is counted, not repeated."""
+    def notice(self, level: Literal["info", "warning", "error"], text: str, *, merge: bool = True) -> None:
+        """Add a notice; the same text twice in a row is counted, not repeated (``merge``)."""
         text = " ".join(text.split())
-        if self._notices and self._notices[-1].text == text and self._notices[-1].level == level:
+        last_notice = self._notices[-1] if self._notices else None
+        if merge and last_notice is not None and last_notice.text == text and last_notice.level == level:
             last = self._notices.pop()
             self._notices.append(replace(last, count=last.count + 1))
         else:
