@@ -18,6 +18,7 @@ from realtalk.emulator import (
     load_scenario,
     parse_scenario,
 )
+from realtalk.emulator.responder import FunctionResult
 from realtalk.emulator.scenario import ScenarioResponder
 
 YAML_SCENARIO = """
@@ -121,3 +122,20 @@ def test_a_dictated_sentence_is_said_without_using_up_a_scripted_turn() -> None:
     assert responder.reply(TurnContext(1)).actions == (Say("First."),)
     assert responder.reply(filler).actions == (Say("One moment."),)
     assert responder.reply(TurnContext(2)).actions == (Say("Second."),)
+
+
+def test_an_echo_turn_leaves_that_response_to_the_echo_model_mid_script() -> None:
+    scenario = parse_scenario(
+        {"turns": [{"call": {"name": "get_ticket"}}, {"echo": True}, {"say": "Anything else?"}]}
+    )
+    responder = ScenarioResponder(scenario)
+    assert isinstance(responder.reply(TurnContext(1)).actions[0], CallFunction)
+    assert responder.needs_user_text(2) is True  # the echo model may need what the user said
+    result = FunctionResult("call_1", "get_ticket", '{"status": "open"}')
+    assert responder.reply(TurnContext(2, function_result=result)).actions == (
+        Say('The get_ticket function returned: {"status": "open"}'),
+    )
+    assert responder.needs_user_text(3) is False
+    assert responder.reply(TurnContext(3)).actions == (Say("Anything else?"),)
+    with pytest.raises(ScenarioError, match="'echo: true' stands alone"):
+        parse_scenario({"turns": [{"echo": True, "say": "x"}]})

@@ -87,6 +87,8 @@ class Reply:
 
     actions: tuple[Action, ...]
     first_audio_delay_ms: int | None = None  # overrides the instance's fault for this reply
+    # A scripted turn that leaves this response to the echo model (it reads a tool's output back).
+    improvised: bool = False
 
     @property
     def outputs(self) -> tuple[Say | CallFunction, ...]:

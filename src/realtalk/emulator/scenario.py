@@ -21,6 +21,7 @@ on with the spoken echo, or cycles through the turns again with ``after: repeat`
       - say: "Goodbye!"
         close: {code: 1000, reason: "bye"}   # close the socket after this response
       - drop: true                   # abort the transport: no close frame
+      - echo: true                   # the echo model answers this turn (reads a tool's output back)
     responses:                      # optional: the Responses API's answers (POST /openai/v1/responses)
       - "Paris is the capital of France."
       - say: "About two million people live there."
@@ -67,7 +68,7 @@ from realtalk.emulator.responses_api import ScriptedError, ScriptedResponse
 
 __all__ = ["Scenario", "ScenarioError", "ScenarioResponder", "load_scenario", "parse_scenario"]
 
-_TURN_KEYS = frozenset({"say", "call", "error", "close", "drop", "delay_ms"})
+_TURN_KEYS = frozenset({"say", "call", "error", "close", "drop", "delay_ms", "echo"})
 _TOP_KEYS = frozenset({"turns", "after", "faults", "session_limit_s", "responses"})
 _RESPONSE_KEYS = frozenset({"say", "delay_ms", "error"})
 _RESPONSE_ERROR_KEYS = frozenset({"status", "message", "code", "type", "param", "retry_after_s"})
@@ -103,9 +104,8 @@ class ScenarioResponder:
 
     def needs_user_text(self, response_number: int) -> bool:
         """Whether the next reply depends on what the user said (a scripted turn does not)."""
-        turns = self._scenario.turns
-        scripted = self._next_turn < len(turns) or (self._scenario.after == "repeat" and bool(turns))
-        if scripted:
+        upcoming = self._upcoming()
+        if upcoming is not None and not upcoming.improvised:
             return False
         needs = getattr(self._fallback, "needs_user_text", None)
         return True if needs is None else bool(needs(response_number))
@@ -116,16 +116,20 @@ class ScenarioResponder:
         dictated = dictated_reply(turn)
         if dictated is not None:
             return dictated
+        reply = self._upcoming()
+        if reply is None:
+            return self._fallback.reply(turn)
+        self._next_turn += 1
+        return self._fallback.reply(turn) if reply.improvised else reply
+
+    def _upcoming(self) -> Reply | None:
+        """The next scripted turn, or ``None`` when the script is over."""
         turns = self._scenario.turns
         if self._next_turn < len(turns):
-            reply = turns[self._next_turn]
-            self._next_turn += 1
-            return reply
+            return turns[self._next_turn]
         if self._scenario.after == "repeat" and turns:
-            reply = turns[self._next_turn % len(turns)]
-            self._next_turn += 1
-            return reply
-        return self._fallback.reply(turn)
+            return turns[self._next_turn % len(turns)]
+        return None
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -196,6 +200,10 @@ def _parse_turn(number: int, raw: Any) -> Reply:
         raise ScenarioError(
             f"{where}: unknown key(s) {', '.join(unknown)}; expected: {', '.join(sorted(_TURN_KEYS))}"
         )
+    if "echo" in raw:
+        if raw["echo"] is not True or len(raw) > 1:
+            raise ScenarioError(f"{where}: 'echo: true' stands alone (the echo model answers this turn)")
+        return Reply((), improvised=True)
     if "error" in raw and len(set(raw) - {"error"}) > 0:
         raise ScenarioError(f"{where}: 'error' replaces the response and cannot be combined with other keys")
     if "close" in raw and "drop" in raw:
