@@ -250,9 +250,11 @@ async def test_a_blocking_tool_does_not_hold_back_audio_deltas() -> None:
         await r.until(lambda: any(e.status == "ok" for e in r.of(ToolCallFinished)))
         during = list(arrivals)
     # The emulator sends a reply's audio at a steady pace (8 x real time: a 100 ms chunk every
-    # ~12 ms); a pump held up by the tool would show as a gap between two deltas of the filler.
+    # ~12 ms); a pump held up by the tool would show as a gap between two deltas of the filler as
+    # long as the tool (2 s). The bound leaves room for a busy machine's scheduling (bench/tools.py
+    # measures the gap itself against the chunk period).
     filler_id = during[0][0]
     times = [t for response_id, t in during if response_id == filler_id]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) > 10, "the filler's audio arrived while the tool was running"
-    assert max(gaps) < 0.1, " ".join(f"{g:.3f}" for g in gaps)
+    assert max(gaps) < 0.5, " ".join(f"{g:.3f}" for g in gaps)
