@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from realtalk.client.credentials import ApiKeyCredential
+from realtalk.client.delegation import DelegationSettings, DelegationTool
 from realtalk.client.session import RealtimeSession, SessionEvent
 from realtalk.client.tools import FunctionTool, Tool, ToolRunner, tool_definition
 from realtalk.emulator.config import EmulatorConfig
@@ -258,3 +259,37 @@ async def test_a_blocking_tool_does_not_hold_back_audio_deltas() -> None:
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) > 10, "the filler's audio arrived while the tool was running"
     assert max(gaps) < 0.5, " ".join(f"{g:.3f}" for g in gaps)
+
+
+async def test_delegation_chains_three_questions_in_one_thread_and_its_cost_is_in_the_session_total() -> None:
+    questions = ["Why is the sky blue?", "And at sunset?", "And on Mars?"]
+    turns = [{"call": _call("ask_expert", question=q)} for q in questions]
+    scenario = parse_scenario({"turns": [turn for t in turns for turn in (t, {"echo": True})]})
+    async with Emulator(EmulatorConfig(keys=(KEY,), pace=8.0, scenario=scenario, tts="tone")) as emu:
+        endpoint = resolve_endpoint(emu.http_base_url, "gpt-realtime-1.5")
+        credential = ApiKeyCredential(KEY, style="bearer")
+        expert = DelegationTool(
+            DelegationSettings(deployment="gpt-5-mini"),
+            rest_base_url=endpoint.rest_base_url,
+            credential=credential,
+        )
+        rt = RealtimeSession(
+            endpoint,
+            credential,
+            profile=AgentProfile(tools=(tool_definition(expert),), turn_detection=None),
+            tools=ToolRunner([expert]),
+        )
+        r = Rig(emu, rt)
+        rt.on_event(r.events.append)
+        async with rt:
+            for n, question in enumerate(questions, start=1):
+                rt.send_text(question)
+                await r.until(lambda n=n: len(r.of(ResponseFinished)) >= 2 * n)
+            total = rt.total_cost_usd
+            tools_usd = rt.protocol.costs.total.tools_usd
+        await expert.aclose()
+    assert "Expert answer 3 to: And on Mars?" in r.transcript()
+    assert expert.questions == 3 and tools_usd == expert.cost_usd > 0
+    finished = r.of(ToolCallFinished)
+    assert [f.status for f in finished] == ["ok"] * 3 and finished[2].cost_usd > finished[0].cost_usd
+    assert total > tools_usd  # the realtime turns are in it too

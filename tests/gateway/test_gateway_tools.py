@@ -8,6 +8,7 @@ server tool ever reaches it, and a UI client is told which tool ran.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Callable
 from decimal import Decimal
@@ -47,6 +48,14 @@ async def lookup(ticket_id: str) -> str:
 def explode(ticket_id: str) -> str:
     """A tool with a bug."""
     raise RuntimeError("the ticket database is down")
+
+
+def blocking(ticket_id: str) -> str:
+    """Blocks its thread for two seconds (a synchronous database driver)."""
+    import time
+
+    time.sleep(2.0)
+    return "found it"
 '''
 PROFILE = """
 instructions = "You are the help desk. SECRET-INSTRUCTIONS."
@@ -355,3 +364,38 @@ async def test_ids_that_are_not_strings_are_refused_not_a_crash(
         for event in text_turn("still here?"):
             await c.send(event)
         await c.until("response.done")
+
+
+async def test_a_blocking_server_tool_does_not_hold_back_the_audio_the_client_receives(
+    emulator: Callable[..., Any], gateway: Callable[..., Any], client: Callable[..., Any], tmp_path: Path
+) -> None:
+    (tmp_path / "tools.py").write_text(TOOLS_PY)
+    profile = tmp_path / "agent.toml"
+    filler = "Please hold on while I look through the records, this can take a few seconds. " * 2
+    profile.write_text(
+        f'tool_filler = "{filler.strip()}"\ntool_filler_after_s = 0.05\n'
+        '\n[[tools]]\nfunction = "./tools.py:blocking"\n'
+    )
+    scenario = parse_scenario(
+        {"turns": [{"call": {"name": "blocking", "arguments": {"ticket_id": "XR-4892"}}}]}
+    )
+    loop = asyncio.get_running_loop()
+    arrivals: list[tuple[str, float]] = []
+    async with (
+        emulator(scenario=scenario, pace=8.0) as emu,
+        gateway(emu, gateway_profile=profile) as gw,
+        client(gw, ui=True) as c,
+    ):
+        for event in text_turn("look it up"):
+            await c.send(event)
+        async with asyncio.timeout(15):
+            while not any(e["type"] == "realtalk.tool" and e["status"] == "ok" for e in c.events):
+                event = await c.next()
+                if event["type"] == "response.output_audio.delta":
+                    arrivals.append((event["response_id"], loop.time()))
+    # The filler streams while the tool blocks a thread of the gateway's process: at the
+    # emulator's pace (a 100 ms chunk every ~12 ms), never a gap near the tool's 2 s.
+    filler_id = arrivals[0][0]
+    times = [t for response_id, t in arrivals if response_id == filler_id]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(times) > 10 and max(gaps) < 0.5, " ".join(f"{g:.3f}" for g in gaps)
