@@ -82,7 +82,9 @@ def serve(
             "--profile",
             exists=True,
             dir_okay=False,
-            help="Agent profile (TOML): instructions, voice, tools, turn detection, client_adjustable.",
+            help="Agent profile (TOML): instructions, voice, turn detection, client_adjustable, and the "
+            "tools the gateway runs itself (Python functions or HTTP endpoints, and [delegate] to a text "
+            "model); their definitions, calls and outputs never reach a client. See docs/tools.md.",
         ),
     ] = None,
     log_level: Annotated[
