@@ -1046,7 +1046,7 @@ def main() -> None:
         default="uvloop",
         help="the emulator's event loop (asyncio: its sockets lack TCP_NODELAY, see above)",
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 30 calls, 1 rep")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 30 calls, 1 round, 1 rep")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.role:
