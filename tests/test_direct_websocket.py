@@ -766,3 +766,14 @@ async def test_asgi_invalid_utf8_is_1007(server: Server) -> None:
     assert code == 1007
     await client.read_eof()
     await client.aclose()
+
+
+async def test_the_listening_socket_says_tcp_so_accepted_connections_get_tcp_nodelay(server: Server) -> None:
+    # asyncio turns Nagle off on an accepted connection only when the listening socket's proto is
+    # IPPROTO_TCP (proto 0 does not count): without it small frames waited for the peer's delayed
+    # ACK, ~40 ms stalls in an audio stream on the default event loop (bench/tools.py found them).
+    listening = server.listening_socket
+    assert listening is not None and listening.proto == socket.IPPROTO_TCP
+    async with ws_connect(server.url("/direct")) as ws:
+        await ws.send("ping")
+        assert await ws.recv() == "PING"

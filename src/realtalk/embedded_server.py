@@ -490,6 +490,11 @@ class EmbeddedApp:
         return self._bind_host
 
     @property
+    def listening_socket(self) -> socket.socket | None:
+        """The socket this server accepts connections on, while it runs (for diagnostics)."""
+        return self._socket
+
+    @property
     def http_base_url(self) -> str:
         """``http://HOST:PORT``: what ``AZURE_OPENAI_ENDPOINT`` should be set to."""
         host = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host
@@ -515,7 +520,13 @@ class EmbeddedApp:
         if self._task is not None:
             raise RuntimeError(f"this {self.name} is already running")
         host = self._bind_host.strip("[]")
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted connections only when
+        # the listening socket's proto says TCP (base_events._set_nodelay), and proto 0 does not.
+        # Without it small frames wait for the peer's delayed ACK: ~40 ms stalls in an audio stream
+        # on the default event loop (uvloop sets it regardless). Found by bench/tools.py.
+        sock = socket.socket(
+            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+        )
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, self._bind_port))
         sock.listen(backlog)
