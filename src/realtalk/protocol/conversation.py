@@ -35,7 +35,7 @@ import enum
 import logging
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from openai.types.realtime import (
@@ -190,6 +190,19 @@ class _Item:
     call_id: str | None = None
     name: str | None = None
     arguments: str | None = None
+    # The item's transcript line, kept while what it shows is unchanged: the transcript is asked
+    # for on every delta, and rebuilding every line made each turn cost more as a talk grew.
+    _line: TranscriptLine | None = field(default=None, repr=False, compare=False)
+    _line_key: tuple[object, ...] = field(default=(), repr=False, compare=False)
+
+    def line(self) -> TranscriptLine:
+        cut = (self.cut_played_samples, self.audio_received_samples) if self.cut else None
+        key = (self.role, self.text, self.text_final, cut)
+        if self._line is None or key != self._line_key:
+            assert self.role is not None
+            self._line = TranscriptLine(self.item_id, self.role, self.heard_text(), self.text_final, self.cut)
+            self._line_key = key
+        return self._line
 
     def heard_text(self) -> str:
         if not self.cut:
@@ -329,7 +342,7 @@ class Conversation:
         for item_id in self._order:
             item = self._items[item_id]
             if item.type == "message" and item.role in ("user", "assistant"):
-                lines.append(TranscriptLine(item_id, item.role, item.heard_text(), item.text_final, item.cut))
+                lines.append(item.line())
         return tuple(lines)
 
     @property
