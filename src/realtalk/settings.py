@@ -30,7 +30,14 @@ from realtalk.client.credentials import (
 from realtalk.errors import ConfigError
 from realtalk.protocol.endpoint import ResolvedEndpoint, resolve_endpoint
 
-__all__ = ["LogLevel", "Settings", "credential_for", "load_settings", "resolve_connection"]
+__all__ = [
+    "LogLevel",
+    "Settings",
+    "credential_for",
+    "default_ledger_url",
+    "load_settings",
+    "resolve_connection",
+]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -136,6 +143,10 @@ class Settings(BaseSettings):
     gateway_drain_s: float = Field(default=20.0, ge=0, validation_alias="REALTALK_GATEWAY_DRAIN_S")
     gateway_ready_cache_s: float = Field(default=5.0, ge=0, validation_alias="REALTALK_GATEWAY_READY_CACHE_S")
 
+    # The usage ledger (realtalk.ledger); unset means default_ledger_url(). repr=False: a
+    # PostgreSQL URL may carry a password.
+    ledger_url: str | None = Field(default=None, validation_alias="REALTALK_LEDGER_URL", repr=False)
+
     @field_validator("*", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
@@ -203,6 +214,15 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
         return Settings(_env_file=env_file)
     except ValidationError as exc:
         raise _config_error(exc) from None
+
+
+def default_ledger_url() -> str:
+    """The ledger used when ``REALTALK_LEDGER_URL`` is unset: a SQLite file in the user's data
+    folder, ``$XDG_DATA_HOME/realtalk/ledger.db`` (``~/.local/share/realtalk/ledger.db`` when
+    ``XDG_DATA_HOME`` is unset or not an absolute path, as the XDG spec says)."""
+    xdg_data_home = os.environ.get("XDG_DATA_HOME", "").strip()
+    data_dir = Path(xdg_data_home) if os.path.isabs(xdg_data_home) else Path.home() / ".local" / "share"
+    return f"sqlite+aiosqlite:///{data_dir / 'realtalk' / 'ledger.db'}"
 
 
 def environment_secret(name: str, env_file: str | Path | None = ".env") -> str | None:
