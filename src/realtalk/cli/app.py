@@ -13,6 +13,7 @@ from realtalk.cli.devices import devices
 from realtalk.cli.doctor import doctor
 from realtalk.cli.emulate import emulate
 from realtalk.cli.help_format import RealtalkCommand, RealtalkGroup
+from realtalk.cli.ledger import ledger_app
 from realtalk.cli.serve import serve
 from realtalk.cli.talk import talk
 
@@ -51,6 +52,7 @@ app.command(name="serve", cls=RealtalkCommand)(serve)
 app.command(name="doctor", cls=RealtalkCommand)(doctor)
 app.command(name="emulate", cls=RealtalkCommand)(emulate)
 app.command(name="devices", cls=RealtalkCommand)(devices)
+app.add_typer(ledger_app, name="ledger")
 
 
 def main() -> None:
