@@ -14,7 +14,7 @@ import json
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -35,6 +35,8 @@ __all__ = [
     "Settings",
     "credential_for",
     "default_ledger_url",
+    "environment_secret",
+    "ledger_target",
     "load_settings",
     "resolve_connection",
 ]
@@ -223,6 +225,18 @@ def default_ledger_url() -> str:
     xdg_data_home = os.environ.get("XDG_DATA_HOME", "").strip()
     data_dir = Path(xdg_data_home) if os.path.isabs(xdg_data_home) else Path.home() / ".local" / "share"
     return f"sqlite+aiosqlite:///{data_dir / 'realtalk' / 'ledger.db'}"
+
+
+LEDGER_OFF: Final = frozenset({"off", "none", "false", "0", "no"})
+
+
+def ledger_target(settings: Settings) -> str | None:
+    """The ledger URL ``talk`` and ``serve`` write to: ``REALTALK_LEDGER_URL``, else the default
+    SQLite file; ``None`` when the variable says ``off`` (no ledger)."""
+    configured = (settings.ledger_url or "").strip()
+    if configured.lower() in LEDGER_OFF:
+        return None
+    return configured or default_ledger_url()
 
 
 def environment_secret(name: str, env_file: str | Path | None = ".env") -> str | None:

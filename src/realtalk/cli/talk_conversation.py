@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import logging
+import secrets
 import signal
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -41,9 +43,11 @@ from realtalk.client.session import RealtimeSession
 from realtalk.client.tools import Tool, ToolRunner
 from realtalk.client.voice import VoiceLoop
 from realtalk.errors import ConfigError, RealtalkError
+from realtalk.ledger import Ledger
+from realtalk.ledger.meter import SessionMeter
 from realtalk.protocol.cost import prices_for
 from realtalk.protocol.endpoint import ResolvedEndpoint
-from realtalk.settings import Settings
+from realtalk.settings import Settings, ledger_target
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "converse"]
 
@@ -76,6 +80,13 @@ async def converse(options: TalkOptions, settings: Settings, console: Console, e
                     render_failure(f"cannot write {exc.filename or 'a file'}: {exc.strerror or exc}")
                 )
                 return EXIT_USAGE
+            try:
+                ledger = await open_ledger(settings, errors)
+            except ConfigError as exc:
+                errors.print(render_failure(f"ledger: {exc}"))
+                return EXIT_USAGE
+            if ledger is not None:
+                stack.push_async_callback(ledger.aclose)  # after the session and its meter closed
             tools = session_tools(options, target.endpoint, target.credential, stack)
             settings_of_tools = options.agent_file.tool_settings if options.agent_file else ToolSettings()
             session = RealtimeSession(
@@ -108,6 +119,18 @@ async def converse(options: TalkOptions, settings: Settings, console: Console, e
                 push_to_talk=options.push_to_talk,
             )
             screen.voice = voice
+            if ledger is not None:
+                meter = SessionMeter(
+                    ledger,
+                    session_id="talk_" + secrets.token_hex(8),
+                    user=_os_user(),
+                    deployment=target.endpoint.deployment,
+                    pricing_model=settings.pricing_model,
+                    transport="terminal",
+                    client="talk",
+                )
+                session.on_event(lambda event: meter.observe(event, session.protocol.conversation))
+                stack.callback(lambda: meter.close(session.status.reason or "ended"))
             stack.enter_context(_log_to(screen, settings, errors))
             try:
                 await session.start()
@@ -117,6 +140,32 @@ async def converse(options: TalkOptions, settings: Settings, console: Console, e
             stack.push_async_callback(session.close)
             return await _run(options, session, voice, audio, screen, stop, console, errors)
     return EXIT_OK  # pragma: no cover - the block above always returns
+
+
+async def open_ledger(settings: Settings, errors: Console) -> Ledger | None:
+    """The usage ledger this conversation is written to (``None``: turned off, or the default one
+    cannot be opened, which is said and does not stop the conversation).
+
+    Raises:
+        ConfigError: a configured ``REALTALK_LEDGER_URL`` that cannot be used.
+    """
+    url = ledger_target(settings)
+    if url is None:
+        return None
+    try:
+        return await Ledger.open(url)
+    except ConfigError as exc:
+        if settings.ledger_url:
+            raise
+        errors.print(render_notice(Notice("warning", f"usage is not recorded: {exc}")))
+        return None
+
+
+def _os_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container with an unknown uid)
+        return None
 
 
 def session_tools(

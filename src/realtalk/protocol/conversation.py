@@ -331,6 +331,10 @@ class Conversation:
         item = self._items.get(item_id)
         return item.view() if item else None
 
+    def items_of_response(self, response_id: str) -> list[ItemView]:
+        """The items a response produced that are still in the conversation window."""
+        return [item.view() for item in self._items.values() if item.response_id == response_id]
+
     def is_cut(self, item_id: str) -> bool:
         """Whether the item was cut by a barge-in (cheap: called for every audio delta)."""
         item = self._items.get(item_id)
