@@ -238,7 +238,13 @@ class Ledger:
         while True:
             try:
                 await self._write(batch)
-            except (IntegrityError, DataError) as exc:
+            except Exception as exc:
+                if not _row_at_fault(exc):
+                    failures += 1
+                    delays = delays or backoff_delays_s(random=random.random, initial_s=0.05, max_s=2.0)
+                    last_logged = self._log_failure(exc, len(batch), failures, last_logged)
+                    await asyncio.sleep(next(delays))
+                    continue
                 if len(batch) > 1:
                     # Find the row at fault: each row alone, so the others are still written.
                     for item in batch:
@@ -246,25 +252,9 @@ class Ledger:
                 else:
                     self._rejected += 1
                     logger.error(
-                        "ledger: the database refused a row, skipped: %s (%r)", _describe(exc), batch[0]
+                        "ledger: the database refused a row, skipped: %s (%r)", _describe(exc), *batch
                     )
                 return
-            except Exception as exc:  # any other failure may pass: keep the rows and try again
-                failures += 1
-                delays = delays or backoff_delays_s(random=random.random, initial_s=0.05, max_s=2.0)
-                delay_s = next(delays)
-                if time.monotonic() - last_logged >= _FAILURE_LOG_EVERY_S:
-                    last_logged = time.monotonic()
-                    logger.warning(
-                        "ledger: writing %d rows to %s failed (attempt %d), retrying: %s",
-                        len(batch),
-                        self.url,
-                        failures,
-                        _describe(exc, self._engine.url),
-                        exc_info=not isinstance(exc, DBAPIError | OSError),
-                    )
-                await asyncio.sleep(delay_s)
-                continue
             if failures:
                 logger.warning(
                     "ledger: %s is back; wrote %d rows after %d failed attempts",
@@ -273,6 +263,20 @@ class Ledger:
                     failures,
                 )
             return
+
+    def _log_failure(self, exc: Exception, rows: int, failures: int, last_logged: float) -> float:
+        # At most one line per _FAILURE_LOG_EVERY_S while the database stays away.
+        if time.monotonic() - last_logged < _FAILURE_LOG_EVERY_S:
+            return last_logged
+        logger.warning(
+            "ledger: writing %d rows to %s failed (attempt %d), retrying: %s",
+            rows,
+            self.url,
+            failures,
+            _describe(exc, self._engine.url),
+            exc_info=not isinstance(exc, DBAPIError | OSError),
+        )
+        return time.monotonic()
 
     async def _write(self, batch: Sequence[Item]) -> None:
         started = [item for item in batch if isinstance(item, SessionRecord)]
@@ -334,6 +338,17 @@ def _stand_in(response: ResponseRecord) -> dict[str, Any]:
         "client": None,
         "started_at": response.created_at,
     }
+
+
+def _row_at_fault(exc: BaseException) -> bool:
+    """Whether the database refused the rows themselves (a constraint or data error, SQLSTATE
+    classes 23 and 22), which no retry fixes; anything else (no connection, a restart, a lock)
+    may pass."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    # asyncpg's data errors reach SQLAlchemy as a plain DBAPIError; its SQLSTATE tells.
+    sqlstate = getattr(exc.orig, "sqlstate", None) if isinstance(exc, DBAPIError) else None
+    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
 
 
 def _describe(exc: BaseException, url: URL | None = None) -> str:
