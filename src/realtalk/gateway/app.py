@@ -17,11 +17,13 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from realtalk.emulator import Engines
+from realtalk.errors import ConfigError
 from realtalk.gateway.config import GatewayConfig
 from realtalk.gateway.relay import COMPILED_FAST_PATH
 from realtalk.gateway.routes import ops, realtime, tokens, ui
 from realtalk.gateway.state import GatewayState
 from realtalk.gateway.upstream import start_upstream
+from realtalk.ledger import Ledger
 from realtalk.settings import Settings
 
 __all__ = ["STATIC_DIR", "create_app"]
@@ -29,6 +31,26 @@ __all__ = ["STATIC_DIR", "create_app"]
 STATIC_DIR = Path(__file__).parent / "static"
 
 logger = logging.getLogger("realtalk.gateway")
+
+
+async def open_ledger(config: GatewayConfig) -> Ledger | None:
+    """The usage ledger sessions are written to (``None``: turned off, or the default one cannot
+    be opened: logged, and the gateway serves without it).
+
+    Raises:
+        ConfigError: a configured ``REALTALK_LEDGER_URL`` that cannot be used.
+    """
+    if config.ledger_url is None:
+        return None
+    try:
+        ledger = await Ledger.open(config.ledger_url)
+    except ConfigError as exc:
+        if config.ledger_required:
+            raise
+        logger.warning("usage is not recorded: the default ledger cannot be opened: %s", exc)
+        return None
+    logger.info("usage ledger: %s", ledger.url)
+    return ledger
 
 
 def create_app(
@@ -52,7 +74,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            state.set_upstream(await start_upstream(settings, stack, engines=emulator_engines))
+            ledger = await open_ledger(config)
+            if ledger is not None:
+                stack.push_async_callback(ledger.aclose)  # last: after every session has ended
+            state.set_upstream(await start_upstream(settings, stack, engines=emulator_engines), ledger)
             stack.push_async_callback(state.aclose)
             if not COMPILED_FAST_PATH:
                 logger.warning(

@@ -15,7 +15,7 @@ from realtalk.gateway.limits import Limits
 from realtalk.gateway.profile import GatewayProfile, load_profile
 from realtalk.protocol import Prices, prices_for
 from realtalk.protocol.endpoint import is_loopback_host
-from realtalk.settings import Settings, environment_secret
+from realtalk.settings import Settings, environment_secret, ledger_target
 
 __all__ = ["GatewayConfig", "check_exposure"]
 
@@ -37,6 +37,11 @@ class GatewayConfig:
     ready_cache_s: float = 5.0
     connect_timeout_s: float = 10.0
     prices: Prices = field(default_factory=lambda: prices_for("gpt-realtime-1.5"))
+    pricing_model: str = "gpt-realtime-1.5"
+    # The usage ledger every session is written to (None: off); a URL the user configured must
+    # open, the default one may fail with a warning (ledger_required).
+    ledger_url: str | None = field(default=None, repr=False)
+    ledger_required: bool = False
 
     @property
     def auth_configured(self) -> bool:
@@ -93,6 +98,9 @@ class GatewayConfig:
             ready_cache_s=settings.gateway_ready_cache_s,
             connect_timeout_s=settings.connect_timeout_s,
             prices=prices_for(settings.pricing_model, settings.prices),
+            pricing_model=settings.pricing_model,
+            ledger_url=ledger_target(settings),
+            ledger_required=bool(settings.ledger_url) and ledger_target(settings) is not None,
         )
         check_exposure(config.host, config.auth_configured)
         return config

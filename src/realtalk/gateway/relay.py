@@ -70,6 +70,8 @@ from realtalk.gateway.policy import ClientEventPolicy, Refusal, SessionView, err
 from realtalk.gateway.tool_side import SessionTools, ToolSide
 from realtalk.gateway.upstream import UPSTREAM_ERRORS, Upstream
 from realtalk.gateway.upstream_side import UpstreamSide
+from realtalk.ledger import Ledger
+from realtalk.ledger.meter import SessionMeter
 from realtalk.protocol import ClientProtocol, ResponseState
 
 try:
@@ -111,6 +113,7 @@ class SessionServices:
     # run the Python path: the two must behave the same).
     compiled: bool = True
     tools: SessionTools | None = None  # the profile's tools, run by the gateway (tool_side.py)
+    ledger: Ledger | None = None  # where every session's usage is written (realtalk.ledger)
 
 
 class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
@@ -160,6 +163,19 @@ class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
         self._core_event_ids: deque[str] = deque(maxlen=_CORE_EVENT_IDS_KEPT)
         self._traffic = services.metrics.open_traffic()
         self._tools_init(profile.server_tool_names, services.tools)
+        self._meter = (
+            SessionMeter(
+                services.ledger,
+                session_id=self.id,
+                user=subject,
+                deployment=services.upstream.endpoint.deployment,
+                pricing_model=services.config.pricing_model,
+                transport="websocket",
+                client="ui" if ui else "realtime",
+            )
+            if services.ledger is not None
+            else None
+        )
         self._fast: FastPath | None = None
         self.closed = asyncio.Event()
         self.log = SessionLog(logger, self.id, subject)
@@ -247,6 +263,8 @@ class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
         self._stall_timer = self._upstream_stall_timer = None
         ending = self._ending or Ending("error", 1011, "the gateway ended the session")
         self._svc.metrics.session_ends.labels(ending.outcome).inc()
+        if self._meter is not None:
+            self._meter.close(ending.outcome)
         client = self._client
         if client is not None and ending.client_code is not None and not client.closed:
             if ending.error is not None:

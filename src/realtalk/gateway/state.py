@@ -32,6 +32,7 @@ from realtalk.gateway.policy import ClientEventPolicy, Refusal
 from realtalk.gateway.relay import SHUTDOWN_SENTENCE, Ending, GatewaySession, SessionServices
 from realtalk.gateway.tool_side import SessionTools, session_tools
 from realtalk.gateway.upstream import ReadinessProbe, Upstream
+from realtalk.ledger import Ledger
 
 __all__ = ["Admission", "GatewayState", "HandshakeRefusal"]
 
@@ -78,14 +79,16 @@ class GatewayState:
         self.draining = False
         self._services: SessionServices | None = None
         self.tools: SessionTools | None = None
+        self.ledger: Ledger | None = None
         self.probe: ReadinessProbe | None = None
         # Sessions relay audio through the compiled fast path where it was built; tests switch it
         # off to run the same sessions on the Python path.
         self.compiled_fast_path = True
 
-    def set_upstream(self, upstream: Upstream) -> None:
+    def set_upstream(self, upstream: Upstream, ledger: Ledger | None = None) -> None:
         """Called by the lifespan once the upstream (Azure or the embedded emulator) is known."""
         self.tools = session_tools(self.config.profile, upstream)
+        self.ledger = ledger
         self._services = SessionServices(
             self.config,
             upstream,
@@ -93,6 +96,7 @@ class GatewayState:
             self.metrics,
             compiled=self.compiled_fast_path,
             tools=self.tools,
+            ledger=ledger,
         )
         self.probe = ReadinessProbe(
             upstream, cache_s=self.config.ready_cache_s, timeout_s=self.config.connect_timeout_s

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from realtalk.gateway.profile import GatewayProfile
     from realtalk.gateway.relay import SessionServices
     from realtalk.gateway.upstream import Upstream
+    from realtalk.ledger.meter import SessionMeter
     from realtalk.protocol import ClientProtocol
 
 __all__ = ["SessionTools", "ToolSide", "session_tools"]
@@ -97,6 +98,7 @@ class ToolSide:
         _core: ClientProtocol
         _view: SessionView
         _ending: object | None
+        _meter: SessionMeter | None
 
         def _flush_core(self) -> None: ...
         def _send_client(self, text: str) -> None: ...
@@ -229,6 +231,8 @@ class ToolSide:
         if self._ending is not None:
             return
         sent = self._core.submit_tool_output(outcome.call_id, outcome.output, cost_usd=outcome.cost_usd)
+        if self._meter is not None and outcome.cost_usd:
+            self._meter.tool_cost(outcome.cost_usd)
         if self.ui:
             self._send_client(
                 extension.tool_message(

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from realtalk.gateway.logs import SessionLog
     from realtalk.gateway.metrics import Traffic
     from realtalk.gateway.relay import SessionServices
+    from realtalk.ledger.meter import SessionMeter
     from realtalk.protocol import ClientProtocol
 
 __all__ = ["UpstreamSide"]
@@ -71,6 +72,7 @@ class UpstreamSide:
         _view: SessionView
         _core_event_ids: deque[str]
         _server_tools: frozenset[str]
+        _meter: SessionMeter | None
 
         def failed(self, exc: Exception) -> None: ...
         def _end(self, ending: Ending) -> None: ...
@@ -247,6 +249,8 @@ class UpstreamSide:
 
     def _on_core_event(self, event: object) -> None:
         metrics = self._svc.metrics
+        if self._meter is not None:
+            self._meter.observe(event, self._core.conversation)
         match event:
             case SessionReady():
                 self.log.info("session configured")
