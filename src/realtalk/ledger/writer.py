@@ -96,11 +96,14 @@ class Ledger:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="realtalk-ledger-writer")
 
     @classmethod
-    async def open(cls, url: str | URL, *, max_queue: int = 10_000, flush_interval_s: float = 0.25) -> Ledger:
+    async def open(
+        cls, url: str | URL, *, max_queue: int = 10_000, flush_interval_s: float = 0.25, max_batch: int = 1000
+    ) -> Ledger:
         """Connect to the ledger at ``url`` and start writing.
 
         A SQLite ledger is created or migrated on the spot; a PostgreSQL one must already be at
-        this realtalk's revision (``realtalk ledger upgrade``).
+        this realtalk's revision (``realtalk ledger upgrade``). ``max_batch`` bounds the rows of
+        one commit, and so the time the event loop spends preparing it.
 
         Raises:
             ConfigError: an unsupported URL, an unreachable database, or a PostgreSQL schema
@@ -112,7 +115,7 @@ class Ledger:
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine, max_queue=max_queue, flush_interval_s=flush_interval_s)
+        return cls(engine, max_queue=max_queue, flush_interval_s=flush_interval_s, max_batch=max_batch)
 
     @property
     def engine(self) -> AsyncEngine:
