@@ -127,6 +127,16 @@ class Settings(BaseSettings):
     gateway_budget_usd: Decimal = Field(
         default=Decimal("1.00"), ge=0, validation_alias="REALTALK_GATEWAY_BUDGET_USD"
     )
+    # Daily caps (UTC days) over every session in the ledger; unset: no cap.
+    gateway_user_daily_budget_usd: Decimal | None = Field(
+        default=None, ge=0, validation_alias="REALTALK_GATEWAY_USER_DAILY_BUDGET_USD"
+    )
+    gateway_deployment_daily_budget_usd: Decimal | None = Field(
+        default=None, ge=0, validation_alias="REALTALK_GATEWAY_DEPLOYMENT_DAILY_BUDGET_USD"
+    )
+    gateway_daily_budget_usd: Decimal | None = Field(
+        default=None, ge=0, validation_alias="REALTALK_GATEWAY_DAILY_BUDGET_USD"
+    )
     gateway_client_buffer_bytes: int = Field(
         default=1024 * 1024,
         ge=64 * 1024,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from realtalk.errors import ConfigError
+from realtalk.gateway.budgets import DailyBudgets
 from realtalk.gateway.limits import Limits
 from realtalk.gateway.profile import GatewayProfile, load_profile
 from realtalk.protocol import Prices, prices_for
@@ -42,6 +43,7 @@ class GatewayConfig:
     # open, the default one may fail with a warning (ledger_required).
     ledger_url: str | None = field(default=None, repr=False)
     ledger_required: bool = False
+    daily_budgets: DailyBudgets = field(default_factory=DailyBudgets)
 
     @property
     def auth_configured(self) -> bool:
@@ -101,7 +103,19 @@ class GatewayConfig:
             pricing_model=settings.pricing_model,
             ledger_url=ledger_target(settings),
             ledger_required=bool(settings.ledger_url) and ledger_target(settings) is not None,
+            daily_budgets=DailyBudgets(
+                user_usd=settings.gateway_user_daily_budget_usd,
+                deployment_usd=settings.gateway_deployment_daily_budget_usd,
+                total_usd=settings.gateway_daily_budget_usd,
+            ),
         )
+        if config.daily_budgets.configured and config.ledger_url is None:
+            raise ConfigError(
+                "daily budgets are sums over the usage ledger, which is turned off "
+                "(REALTALK_LEDGER_URL=off): turn it on, or unset the "
+                "REALTALK_GATEWAY_*_DAILY_BUDGET_USD caps",
+                variable="REALTALK_LEDGER_URL",
+            )
         check_exposure(config.host, config.auth_configured)
         return config
 

@@ -52,6 +52,7 @@ from starlette.websockets import WebSocket
 
 from realtalk.embedded_server import DIRECT_WEBSOCKET, DirectWebSocket, FrameSink
 from realtalk.gateway import extension
+from realtalk.gateway.budgets import DailySpend
 from realtalk.gateway.channels import AsgiChannel, ClientChannel, UpstreamListener
 from realtalk.gateway.client_side import ClientSide
 from realtalk.gateway.config import GatewayConfig
@@ -95,6 +96,7 @@ COMPILED_FAST_PATH: Final = FastPath is not None
 logger = logging.getLogger("realtalk.gateway.session")
 
 _CORE_EVENT_IDS_KEPT: Final = 64
+_LEDGER_FLUSH_S: Final = 2.0
 _LATENCY_WINDOW_CHUNKS: Final = 500
 # Of each kind of refusal or dropped upstream frame, a session logs the first few; the rest are
 # counted (metrics, and the "session ended" line), so a client sending junk cannot flood the log.
@@ -119,7 +121,15 @@ class SessionServices:
 class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
     """One client connection through the gateway; ``await run()`` serves it to the end."""
 
-    def __init__(self, services: SessionServices, websocket: WebSocket, subject: str, *, ui: bool) -> None:
+    def __init__(
+        self,
+        services: SessionServices,
+        websocket: WebSocket,
+        subject: str,
+        *,
+        ui: bool,
+        daily: DailySpend | None = None,
+    ) -> None:
         self.id = "gw_" + secrets.token_hex(8)
         self.subject = subject
         self.ui = ui
@@ -163,6 +173,7 @@ class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
         self._core_event_ids: deque[str] = deque(maxlen=_CORE_EVENT_IDS_KEPT)
         self._traffic = services.metrics.open_traffic()
         self._tools_init(profile.server_tool_names, services.tools)
+        self._daily = daily
         self._meter = (
             SessionMeter(
                 services.ledger,
@@ -265,6 +276,12 @@ class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
         self._svc.metrics.session_ends.labels(ending.outcome).inc()
         if self._meter is not None:
             self._meter.close(ending.outcome)
+            if ending.outcome == "daily_budget":
+                # The row that reached the cap is committed before the client hears why: a client
+                # that reconnects at once is refused at connect, not given one more response.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_LEDGER_FLUSH_S):
+                        await self._meter.ledger.flush()
         client = self._client
         if client is not None and ending.client_code is not None and not client.closed:
             if ending.error is not None:

@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.requests import HTTPConnection
@@ -25,6 +26,7 @@ from realtalk.gateway.auth import (
     origin_allowed,
     pick_subprotocol,
 )
+from realtalk.gateway.budgets import DailySpend, seconds_to_midnight
 from realtalk.gateway.config import GatewayConfig
 from realtalk.gateway.limits import Admissions
 from realtalk.gateway.metrics import GatewayMetrics
@@ -55,6 +57,7 @@ class HandshakeRefusal:
     status: int
     code: str
     message: str
+    retry_after_s: int | None = None
 
 
 class GatewayState:
@@ -152,10 +155,34 @@ class GatewayState:
         ui = websocket.query_params.get("realtalk_ui") == "1"
         return Admission(principal, pick_subprotocol(offered), ui)
 
-    async def serve(self, websocket: WebSocket, admission: Admission) -> None:
+    async def daily_spend(self, admission: Admission) -> DailySpend | HandshakeRefusal | None:
+        """Today's spend of every capped scope (``None``: no daily caps); a refusal when a cap is
+        already reached (the admission's slot is then given back)."""
+        budgets = self.config.daily_budgets
+        if not budgets.configured or self.ledger is None or self._services is None:
+            return None
+        now = datetime.now(UTC)
+        spend = await budgets.spend_today(
+            self.ledger,
+            user=admission.principal.subject,
+            deployment=self._services.upstream.endpoint.deployment,
+            now=now,
+        )
+        scope = spend.exceeded()
+        if scope is None:
+            return spend
+        self.admissions.release(admission.principal.subject)
+        logger.info("refused %s: the daily budget of %s is reached", admission.principal.subject, scope.name)
+        return HandshakeRefusal(429, "daily_budget_exceeded", spend.sentence(scope), seconds_to_midnight(now))
+
+    async def serve(
+        self, websocket: WebSocket, admission: Admission, daily: DailySpend | None = None
+    ) -> None:
         """Run one admitted session to its end, then give its slot back."""
         assert self._services is not None
-        session = GatewaySession(self._services, websocket, admission.principal.subject, ui=admission.ui)
+        session = GatewaySession(
+            self._services, websocket, admission.principal.subject, ui=admission.ui, daily=daily
+        )
         self.sessions.add(session)
         try:
             await session.run(admission.subprotocol)

@@ -37,6 +37,7 @@ from realtalk.protocol import (
 )
 
 if TYPE_CHECKING:
+    from realtalk.gateway.budgets import DailySpend
     from realtalk.gateway.channels import ClientChannel
     from realtalk.gateway.fastpath import FastPath
     from realtalk.gateway.limits import Limits
@@ -73,6 +74,7 @@ class UpstreamSide:
         _core_event_ids: deque[str]
         _server_tools: frozenset[str]
         _meter: SessionMeter | None
+        _daily: DailySpend | None
 
         def failed(self, exc: Exception) -> None: ...
         def _end(self, ending: Ending) -> None: ...
@@ -296,6 +298,23 @@ class UpstreamSide:
     def _check_budget(self) -> None:
         budget = self._limits.budget_usd
         spent = self._core.costs.total_usd
+        daily = self._daily.exceeded(spent) if self._daily is not None else None
+        if daily is not None:
+            assert self._daily is not None
+            text = self._daily.sentence(daily)
+            self.log.warning("daily budget of %s reached: session ended", daily.name)
+            self._end(
+                Ending(
+                    "daily_budget",
+                    1008,
+                    text,
+                    1000,
+                    "daily budget reached",
+                    error=Refusal("daily_budget_exceeded", text),
+                    notice=("error", "daily_budget_exceeded", text),
+                )
+            )
+            return
         if budget <= 0 or spent < budget:
             return
         text = f"session budget of ${budget} reached (spent ${extension.usd(spent)})"

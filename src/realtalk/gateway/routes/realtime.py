@@ -31,14 +31,21 @@ async def realtime(websocket: WebSocket) -> None:
     state = state_of(websocket)
     admission = state.admit(websocket)
     if isinstance(admission, HandshakeRefusal):
-        state.metrics.refused(admission.code)
-        body = {"error": {"code": admission.code, "message": admission.message}}
-        headers = {"Retry-After": str(RETRY_AFTER_S)} if admission.status == 503 else None
-        await websocket.send_denial_response(
-            JSONResponse(body, status_code=admission.status, headers=headers)
-        )
+        await _refuse(websocket, admission)
         return
-    await state.serve(websocket, admission)
+    daily = await state.daily_spend(admission)
+    if isinstance(daily, HandshakeRefusal):
+        await _refuse(websocket, daily)
+        return
+    await state.serve(websocket, admission, daily)
+
+
+async def _refuse(websocket: WebSocket, refusal: HandshakeRefusal) -> None:
+    state_of(websocket).metrics.refused(refusal.code)
+    body = {"error": {"code": refusal.code, "message": refusal.message}}
+    retry_after = refusal.retry_after_s or (RETRY_AFTER_S if refusal.status == 503 else None)
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    await websocket.send_denial_response(JSONResponse(body, status_code=refusal.status, headers=headers))
 
 
 PREVIEW_REFUSAL = (
