@@ -181,3 +181,19 @@ def test_percentiles_interpolate_between_ranks() -> None:
     assert percentile([], 50) is None
     with pytest.raises(ValueError):
         percentile(values, 101)
+
+
+def test_a_low_cache_share_is_flagged_in_the_summary_with_its_reason() -> None:
+    summary = TalkSummary(
+        turns=3,
+        duration_s=20.0,
+        latencies_ms=(),
+        cost_usd=Decimal("0.02"),
+        unheard_audio_usd=Decimal(0),
+        input_tokens=900,
+        output_tokens=300,
+        cache_hit_ratio=0.0,
+        low_cache_reason="most input came in responses under the 1,024 tokens the prompt cache starts at",
+    )
+    text = text_of(render_summary(summary))
+    assert "low cache share" in text and "1,024 tokens" in text

@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 from openai.types.realtime import RealtimeResponseUsage
 
 from realtalk.errors import ConfigError, RemoteProtocolError
-from realtalk.protocol.cost import PRICE_TABLE, CostTracker, Prices, Usage, prices_for, turn_cost
+from realtalk.protocol.cost import (
+    PRICE_TABLE,
+    CostTracker,
+    Prices,
+    TurnCost,
+    Usage,
+    low_cache_reason,
+    prices_for,
+    turn_cost,
+)
 
 PRICES_15 = PRICE_TABLE["gpt-realtime-1.5"]
 PRICES_MINI = PRICE_TABLE["gpt-realtime-mini"]
@@ -183,3 +192,18 @@ def test_cached_tokens_are_subtracted_before_the_uncached_price(usage: Usage, ex
     more_cached = Usage(**{**usage.__dict__, "cached_audio_in": usage.cached_audio_in + k})
     delta = turn_cost(more_cached, PRICES_15).total_usd - turn_cost(usage, PRICES_15).total_usd
     assert delta == k * (PRICES_15.audio_cached - PRICES_15.audio_in) / 1_000_000
+
+
+def _turn(input_tokens: int, cached: int) -> TurnCost:
+    usage = Usage(text_in=input_tokens, cached_text_in=cached, audio_out=100)
+    return TurnCost("resp", "completed", usage, turn_cost(usage, prices_for("gpt-realtime-1.5")))
+
+
+def test_a_low_cache_share_says_why_when_the_usage_can_tell() -> None:
+    short = [_turn(600, 0), _turn(800, 0)]
+    assert "1,024 tokens" in (low_cache_reason(0.0, short) or "")
+    changed = [_turn(3000, 2900), _turn(3200, 0), _turn(3400, 100)]
+    reason = low_cache_reason(0.3, changed) or ""
+    assert reason.startswith("2 of 3 responses") and "changed" in reason
+    assert low_cache_reason(0.8, changed) is None  # not low
+    assert low_cache_reason(None, []) is None  # nothing billed

@@ -270,6 +270,7 @@ class TalkScreen:
             input_tokens=costs.tokens.input_tokens,
             output_tokens=costs.tokens.output_tokens,
             cache_hit_ratio=costs.cache_hit_ratio,
+            low_cache_reason=costs.low_cache_reason(),
             connections=max(1, self.session.connections),
             interruptions=self.interruptions,
         )

@@ -118,6 +118,8 @@ class TalkSummary:
     interruptions: int = 0
     unfinished: int = 0
     """Of ``turns``, replies that had not finished when the conversation ended (or its connection dropped)."""
+    low_cache_reason: str | None = None
+    """Why the cached share of input was low, when it was (``CostTracker.low_cache_reason``)."""
 
 
 # -- small pure helpers -------------------------------------------------------------------------
@@ -284,6 +286,8 @@ def render_summary(summary: TalkSummary) -> Table:
         f"{summary.input_tokens:,} in / {summary.output_tokens:,} out · cache hits "
         f"{_percent(summary.cache_hit_ratio)}",
     )
+    if summary.low_cache_reason:
+        table.add_row("  low cache share", summary.low_cache_reason)
     if summary.connections > 1:
         reconnects = summary.connections - 1
         table.add_row(

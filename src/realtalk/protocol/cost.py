@@ -11,7 +11,7 @@ from __future__ import annotations
 import decimal
 import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from types import MappingProxyType
@@ -28,6 +28,7 @@ __all__ = [
     "Prices",
     "TurnCost",
     "Usage",
+    "low_cache_reason",
     "prices_for",
     "turn_cost",
 ]
@@ -327,3 +328,35 @@ class CostTracker:
         if self._tokens.input_tokens == 0:
             return None
         return self._tokens.cached_input_tokens / self._tokens.input_tokens
+
+    def low_cache_reason(self) -> str | None:
+        """Why this session's cache share is low, when it is (see ``low_cache_reason``)."""
+        return low_cache_reason(self.cache_hit_ratio, self.turns)
+
+
+LOW_CACHE_SHARE: Final = 0.5
+CACHE_MIN_PREFIX_TOKENS: Final = 1024  # the prompt cache starts at a prefix of this many tokens
+
+
+def low_cache_reason(ratio: float | None, turns: Sequence[TurnCost]) -> str | None:
+    """A sentence on why a session's cached share of input is under ``LOW_CACHE_SHARE``, or
+    ``None`` when it is not low (or nothing was billed).
+
+    Each response bills its whole context again; the part the service has seen before is cached
+    at a tenth of the price or less (§6). Two causes can be told from the usage alone: no turn's
+    input reached the cache's minimum prefix (a short session), or turns long enough to be cached
+    mostly were not (the start of the context changed between them: instructions or tools
+    updated mid-session, or a conversation replayed after a reconnect)."""
+    if ratio is None or ratio >= LOW_CACHE_SHARE or not turns:
+        return None
+    long_enough = [turn for turn in turns if turn.usage.input_tokens >= CACHE_MIN_PREFIX_TOKENS]
+    missed = sum(1 for turn in long_enough if turn.usage.cached_input_tokens * 2 < turn.usage.input_tokens)
+    if not missed:
+        return (
+            f"most input came in responses under the {CACHE_MIN_PREFIX_TOKENS:,} tokens the prompt cache "
+            "starts at (a short session: the share grows as the conversation does)"
+        )
+    return (
+        f"{missed} of {len(long_enough)} responses long enough to be cached were mostly not: the start of "
+        "the context changed between them (instructions or tools updated mid-session, a reconnect's replay)"
+    )
