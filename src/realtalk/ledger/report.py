@@ -338,6 +338,7 @@ def build_report(
     Raises:
         ConfigError: a row's pricing model has no known prices.
     """
+    day_bounds(since, until)  # refuses a range that ends before it starts
     all_sessions, all_responses = list(session_list), list(response_list)
     all_responses.sort(key=lambda r: (r.created_at, r.id))
     rows = _rows(group_by, all_sessions, all_responses).values()
