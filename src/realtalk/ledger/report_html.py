@@ -170,7 +170,7 @@ def _cost_chart(days: Sequence[ReportRow]) -> str:
             value = getattr(day, f"{series}_usd")
             if value <= 0:
                 continue
-            height = plot_h * float(value) / top
+            height = max(1.0, plot_h * float(value) / top)  # a part too small to see still shows
             y = _TOP + plot_h - base - height
             bars.append(
                 f'<rect class="bar segment" data-series="{series}" data-day="{day.key}" data-usd="{value}" '
@@ -221,7 +221,7 @@ def _latency_chart(report: Report) -> str:
         return _svg("chart-latency", "Voice-to-voice latency", "No latency was measured.", "", height=40)
     bins = _latency_bins(values)
     plot_h, slot = _H - _TOP - _BOTTOM, (_W - _LEFT - _RIGHT) / len(bins)
-    top = _nice_max(max(count for _, _, count in bins))
+    top = 4 * math.ceil(max(count for _, _, count in bins) / 4)  # whole responses at every tick
     bars = [
         f'<rect class="bar latency" data-from-ms="{start:g}" data-count="{count}" '
         f'x="{_LEFT + slot * n + 1:.1f}" y="{_TOP + plot_h * (1 - count / top):.1f}" '
@@ -284,8 +284,8 @@ tfoot th,tfoot td{font-weight:700;border-top:2px solid #9aa3b5}.wrap{overflow-x:
 figure{margin:16px 0 24px}figcaption{font-weight:600;margin-bottom:6px}
 .chart .grid{stroke:#e6e9ef}.chart .tick{font-size:11px;fill:#4a5366}
 .chart .mark{stroke:#1d2330;stroke-dasharray:4 3}details{margin-top:6px}
-caption{text-align:left;font-weight:600;font-size:17px;padding:20px 0 6px}#low-cache td{text-align:left}
-summary{cursor:pointer;color:#3a5a9a}
+caption{text-align:left;font-weight:600;font-size:17px;padding:20px 0 6px}summary{cursor:pointer;color:#35a}
+#low-cache :is(td,th){text-align:left}#low-cache td.n{text-align:right}
 td.why{text-align:left;white-space:normal;max-width:520px}
 """
 
@@ -328,9 +328,9 @@ def _low_cache(report: Report) -> str:
         return "<p>No session's cache share is below 50%.</p>"
     rows = "".join(
         f'<tr data-session="{escape(f.session_id)}"><th scope="row">{escape(f.session_id)}</th>'
-        f"<td>{escape(f.user or _NONE)}</td><td>{escape(f.deployment)}</td><td>{f.responses:,}</td>"
-        f"<td>{f.input_tokens:,}</td>"
-        f'<td data-field="cache_share">{format_figure("cache_share", f.cache_share)}</td>'
+        f"<td>{escape(f.user or _NONE)}</td><td>{escape(f.deployment)}</td><td class='n'>{f.responses:,}</td>"
+        f"<td class='n'>{f.input_tokens:,}</td>"
+        f'<td class="n" data-field="cache_share">{format_figure("cache_share", f.cache_share)}</td>'
         f'<td data-field="reason">{escape(f.reason)}</td><td class="why">{escape(f.explanation)}</td></tr>'
         for f in report.low_cache
     )
