@@ -247,6 +247,7 @@ def test_a_range_with_nothing_in_it_says_so(ledger_url: str) -> None:
     result = run_report("--url", ledger_url, "--since", "2020-01-01", "--until", "2020-01-02")
     assert result.exit_code == 0
     assert "Nothing was recorded from 2020-01-01 to 2020-01-02" in result.output
+    assert "The ledger holds responses from 2026-05-17 to 2026-05-21." in result.output
 
 
 def test_a_missing_ledger_is_an_error_and_is_not_created(tmp_path: Path) -> None:
@@ -291,6 +292,13 @@ def test_bad_options_are_usage_errors(ledger_url: str, args: tuple[str, ...], me
     result = run_report("--url", ledger_url, *args)
     assert result.exit_code == 2
     assert message in result.output.replace("\n", " ")
+
+
+def test_an_unreachable_database_is_an_error_that_hides_its_password() -> None:
+    result = run_report("--url", "postgresql+asyncpg://realtalk:s3cret-pw@127.0.0.1:1/ledger")
+    assert result.exit_code == 1
+    assert "cannot read the ledger postgresql+asyncpg://realtalk:***@127.0.0.1:1/ledger" in result.output
+    assert "s3cret-pw" not in result.output
 
 
 def test_a_file_that_cannot_be_written_is_an_error(ledger_url: str, tmp_path: Path) -> None:

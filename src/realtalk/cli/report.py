@@ -32,7 +32,15 @@ from realtalk.errors import ConfigError
 from realtalk.ledger import ledger_url, redact_url
 from realtalk.ledger.database import create_ledger_engine
 from realtalk.ledger.migrate import current_revision, head_revision
-from realtalk.ledger.report import GroupBy, LowCacheSession, Report, ReportRow, ledger_span, load_report
+from realtalk.ledger.report import (
+    GroupBy,
+    LedgerSpan,
+    LowCacheSession,
+    Report,
+    ReportRow,
+    ledger_span,
+    load_report,
+)
 from realtalk.ledger.report_html import FIGURES, figures, format_figure, label, render_html
 from realtalk.settings import ledger_target
 
@@ -52,8 +60,8 @@ TERMINAL_TABLES: Final = (
 
 
 _DAY: Final = ["%Y-%m-%d"]
-_SINCE_HELP: Final = "First day (UTC) of the report, YYYY-MM-DD."
-_UNTIL_HELP: Final = "Last day (UTC) of the report, included, YYYY-MM-DD."
+_SINCE_HELP: Final = "First day (UTC) of the report."
+_UNTIL_HELP: Final = "Last day (UTC) of the report, included."
 _URL_DEFAULT: Final = "REALTALK_LEDGER_URL, else the SQLite file `realtalk ledger where` shows"
 _URL_HELP: Final = "The ledger's database URL, e.g. postgresql+asyncpg://user:password@host:5432/realtalk."
 _CSV_HELP: Final = "Also write the rows as CSV, every figure exact ('-': to stdout, instead of the table)."
@@ -72,13 +80,23 @@ def report(
     by: Annotated[GroupBy, typer.Option("--by", help="What each row is.")] = GroupBy.DAY,
     since: Annotated[
         datetime | None,
-        typer.Option("--since", formats=_DAY, show_default="6 days before --until", help=_SINCE_HELP),
+        typer.Option(
+            "--since",
+            formats=_DAY,
+            metavar="YYYY-MM-DD",
+            show_default="6 days before --until",
+            help=_SINCE_HELP,
+        ),
     ] = None,
     until: Annotated[
         datetime | None,
-        typer.Option("--until", formats=_DAY, show_default="today (UTC)", help=_UNTIL_HELP),
+        typer.Option(
+            "--until", formats=_DAY, metavar="YYYY-MM-DD", show_default="today (UTC)", help=_UNTIL_HELP
+        ),
     ] = None,
-    url: Annotated[str | None, typer.Option("--url", show_default=_URL_DEFAULT, help=_URL_HELP)] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", metavar="URL", show_default=_URL_DEFAULT, help=_URL_HELP)
+    ] = None,
     csv_file: Annotated[str | None, typer.Option("--csv", metavar="FILE|-", help=_CSV_HELP)] = None,
     json_file: Annotated[str | None, typer.Option("--json", metavar="FILE|-", help=_JSON_HELP)] = None,
     html_file: Annotated[
@@ -105,7 +123,7 @@ def report(
     to_stdout = STDOUT in (csv_file, json_file)
     console = Console(highlight=False, soft_wrap=True, stderr=to_stdout)
     try:
-        result = asyncio.run(_load(_ledger_in_use(url), by, first_day, last_day))
+        result, holds = asyncio.run(_load(_ledger_in_use(url), by, first_day, last_day))
     except (ConfigError, ReportFailed) as exc:
         console.print(Text.assemble(("✗ report: ", "bold red"), str(exc)))
         raise typer.Exit(1) from None
@@ -118,7 +136,7 @@ def report(
     if html_file is not None:
         _write(console, html_file, render_html(result))
     if not to_stdout:
-        console.print(render_report(result, console.width))
+        console.print(render_report(result, console.width, holds))
 
 
 def _ledger_in_use(url: str | None) -> str:
@@ -145,7 +163,7 @@ def _ledger_in_use(url: str | None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-async def _load(url: str, by: GroupBy, since: date, until: date) -> Report:
+async def _load(url: str, by: GroupBy, since: date, until: date) -> tuple[Report, LedgerSpan]:
     engine = create_ledger_engine(url)
     where = redact_url(make_url(url))
     try:
@@ -162,7 +180,7 @@ async def _load(url: str, by: GroupBy, since: date, until: date) -> Report:
         span = await ledger_span(engine)
         if span.sessions == 0 and span.responses == 0:
             raise ReportFailed(f"the ledger {where} is empty: no session has been recorded yet")
-        return await load_report(engine, group_by=by, since=since, until=until)
+        return await load_report(engine, group_by=by, since=since, until=until), span
     except (OSError, DBAPIError) as exc:
         detail = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
         raise ReportFailed(f"cannot read the ledger {where}: {type(detail).__name__}: {detail}") from None
@@ -258,12 +276,17 @@ def _tables(title: str, names: tuple[str, ...], result: Report, width: int) -> l
     return tables
 
 
-def render_report(result: Report, width: int = 120) -> RenderableType:
+def render_report(result: Report, width: int = 120, holds: LedgerSpan | None = None) -> RenderableType:
     """The report for a terminal ``width`` columns wide: tables of the rows and their total (spend;
-    cache, audio and latency; tokens), then the sessions whose cache share is low."""
+    cache, audio and latency; tokens), then the sessions whose cache share is low. ``holds``: what the
+    whole ledger holds, to say where its rows are when the range has none."""
     span = f"{result.since.isoformat()} to {result.until.isoformat()} (UTC)"
     if not result.rows:
-        return Text(f"Nothing was recorded from {span}.")
+        first, last = (holds.first_response_at, holds.last_response_at) if holds else (None, None)
+        known = (
+            f" The ledger holds responses from {first:%Y-%m-%d} to {last:%Y-%m-%d}." if first and last else ""
+        )
+        return Text(f"Nothing was recorded from {span}.{known}")
     parts: list[RenderableType] = [Text(f"Usage from {span}, by {result.group_by.value}", style="bold")]
     for title, names in TERMINAL_TABLES:
         parts += _tables(title, names, result, width)

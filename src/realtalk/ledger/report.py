@@ -10,10 +10,8 @@ exact figures, summed as ``Decimal``). Derived figures:
   spoken. Audio out is the audio generated; unheard is what a barge-in cut off (where known).
 * cache share: cached / all input tokens, to 4 decimals. Saved: what the cached tokens would have
   cost uncached minus what they cost, at the list prices of each row's pricing model (§6.1).
-* latency p50/p95: voice-to-voice, linear interpolation between ranks (as ``realtalk talk``'s
-  summary), to 0.1 ms.
-* what-if: the same tokens priced on ``gpt-realtime-mini`` with ``turn_cost``; tool spend is not in
-  it (a tool's cost does not depend on the voice model).
+* latency p50/p95: voice-to-voice, interpolated between ranks (as ``realtalk talk``'s), to 0.1 ms.
+* what-if: the same tokens priced on ``gpt-realtime-mini`` with ``turn_cost``; tools not included.
 
 Low cache share (issue 15, item 4): a session is flagged when its cache share is below
 ``LOW_CACHE_SHARE`` (50%), with a reason when one can be told:
@@ -24,9 +22,8 @@ Low cache share (issue 15, item 4): a session is flagged when its cache share is
   under 1,024 tokens (the first response, none); or what it was served, if more (the Realtime API
   has been seen caching shorter prefixes). Summed over the session, that best case is below 50% of
   its input: too few, or too small, turns.
-* ``unknown``: otherwise. The ledger does not record what was sent, so a changed prefix
-  (instructions or tools rewritten mid-session) cannot be told from a cache that expired while the
-  session sat idle.
+* ``unknown``: otherwise. The ledger does not record what was sent, so a changed prefix (instructions
+  or tools rewritten mid-session) cannot be told from a cache that expired while the session idled.
 """
 
 from __future__ import annotations
@@ -194,8 +191,7 @@ def _percentile(ordered: list[float], q: float) -> float | None:
     if not ordered:
         return None
     position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
+    low, high = int(position), min(int(position) + 1, len(ordered) - 1)
     return round(ordered[low] + (ordered[high] - ordered[low]) * (position - low), 1)
 
 
