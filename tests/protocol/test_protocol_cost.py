@@ -17,6 +17,7 @@ from realtalk.protocol.cost import (
     Prices,
     TurnCost,
     Usage,
+    best_cached_tokens,
     low_cache_reason,
     prices_for,
     turn_cost,
@@ -200,10 +201,23 @@ def _turn(input_tokens: int, cached: int) -> TurnCost:
 
 
 def test_a_low_cache_share_says_why_when_the_usage_can_tell() -> None:
-    short = [_turn(600, 0), _turn(800, 0)]
-    assert "1,024 tokens" in (low_cache_reason(0.0, short) or "")
-    changed = [_turn(3000, 2900), _turn(3200, 0), _turn(3400, 100)]
-    reason = low_cache_reason(0.3, changed) or ""
-    assert reason.startswith("2 of 3 responses") and "changed" in reason
+    # One response of 1,500 tokens: its own request cannot hit a cache, so the session is too short.
+    assert "too short" in (low_cache_reason(0.0, [_turn(1500, 0)]) or "")
+    assert "too short" in (low_cache_reason(0.0, [_turn(600, 0), _turn(800, 0)]) or "")
+    # Long turns whose prefixes a cache could have served, and mostly did not: the context changed.
+    changed = [_turn(3000, 0), _turn(3200, 0), _turn(3400, 100)]
+    reason = low_cache_reason(0.01, changed) or ""
+    assert "could have served up to 65%" in reason and "changed" in reason
     assert low_cache_reason(0.8, changed) is None  # not low
     assert low_cache_reason(None, []) is None  # nothing billed
+
+
+def test_a_perfect_cache_serves_the_previous_input_from_the_second_response_on() -> None:
+    usages = [
+        Usage(text_in=2000),
+        Usage(text_in=2500, cached_text_in=10),
+        Usage(text_in=900),
+        Usage(text_in=1200),
+    ]
+    # 2nd: min(2500, 2000); 3rd: min(900, 2500); 4th: nothing (900 < 1,024 before it).
+    assert best_cached_tokens(usages) == 2000 + 900 + 0

@@ -14,6 +14,7 @@ from realtalk.cli.doctor import doctor
 from realtalk.cli.emulate import emulate
 from realtalk.cli.help_format import RealtalkCommand, RealtalkGroup
 from realtalk.cli.ledger import ledger_app
+from realtalk.cli.report import report
 from realtalk.cli.serve import serve
 from realtalk.cli.talk import talk
 
@@ -52,6 +53,7 @@ app.command(name="serve", cls=RealtalkCommand)(serve)
 app.command(name="doctor", cls=RealtalkCommand)(doctor)
 app.command(name="emulate", cls=RealtalkCommand)(emulate)
 app.command(name="devices", cls=RealtalkCommand)(devices)
+app.command(name="report", cls=RealtalkCommand)(report)
 app.add_typer(ledger_app, name="ledger")
 
 

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from itertools import pairwise
 from typing import Final
 
 from sqlalchemy import func, select
@@ -42,7 +41,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from realtalk.ledger.records import ResponseRow
 from realtalk.ledger.schema import responses, sessions
-from realtalk.protocol.cost import CostBreakdown, Usage, prices_for, turn_cost
+from realtalk.protocol.cost import (
+    CACHE_MIN_PREFIX_TOKENS,
+    CostBreakdown,
+    Usage,
+    best_cached_tokens,
+    prices_for,
+    turn_cost,
+)
 
 __all__ = [
     "AUDIO_IN_MS_PER_TOKEN", "CACHE_MIN_PREFIX_TOKENS", "LOW_CACHE_SHARE", "NO_USER", "WHAT_IF_MODEL",
@@ -51,7 +57,6 @@ __all__ = [
 ]  # fmt: skip
 
 AUDIO_IN_MS_PER_TOKEN: Final = 100  # user audio: 1 token per 100 ms (protocol notes §3)
-CACHE_MIN_PREFIX_TOKENS: Final = 1024  # the prompt cache's smallest prefix
 LOW_CACHE_SHARE: Final = Decimal("0.5")
 WHAT_IF_MODEL: Final = "gpt-realtime-mini"
 NO_USER: Final = "(no user)"
@@ -290,13 +295,8 @@ def _low_cache(session_rows: list[ResponseRow]) -> LowCacheSession | None:
     usages = [_usage_of(row) for row in session_rows]
     inputs = [usage.input_tokens for usage in usages]
     input_tokens, cached_tokens = sum(inputs), sum(usage.cached_input_tokens for usage in usages)
-    # The rule's bound per response, never below what it was actually served (see the docstring).
-    reachable = [0] + [
-        min(now, before) if before >= CACHE_MIN_PREFIX_TOKENS else 0 for before, now in pairwise(inputs)
-    ]
-    best_tokens = sum(
-        max(bound, usage.cached_input_tokens) for bound, usage in zip(reachable, usages, strict=True)
-    )
+    # The rule's bound (see the docstring), shared with realtalk talk's summary.
+    best_tokens = best_cached_tokens(usages)
     share, best = _share(cached_tokens, input_tokens), _share(best_tokens, input_tokens)
     if share is None or best is None or share >= LOW_CACHE_SHARE:
         return None

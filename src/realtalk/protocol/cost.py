@@ -9,6 +9,7 @@ they are subtracted before the uncached price is applied.
 from __future__ import annotations
 
 import decimal
+import itertools
 import re
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ __all__ = [
     "Prices",
     "TurnCost",
     "Usage",
+    "best_cached_tokens",
     "low_cache_reason",
     "prices_for",
     "turn_cost",
@@ -335,7 +337,24 @@ class CostTracker:
 
 
 LOW_CACHE_SHARE: Final = 0.5
-CACHE_MIN_PREFIX_TOKENS: Final = 1024  # the prompt cache starts at a prefix of this many tokens
+CACHE_MIN_PREFIX_TOKENS: Final = 1024  # the prompt cache serves a prefix of at least this many tokens
+
+
+def best_cached_tokens(usages: Sequence[Usage]) -> int:
+    """The most input tokens a perfect prompt cache could have served over these responses, in
+    order: a response can reuse at best ``min(its input, the previous response's input)``, and
+    nothing when that previous input was under ``CACHE_MIN_PREFIX_TOKENS`` (the first response:
+    nothing); never less than what it was actually served (the service has been seen caching
+    shorter prefixes)."""
+    best = usages[0].cached_input_tokens if usages else 0
+    for before, now in itertools.pairwise(usages):
+        reachable = (
+            min(now.input_tokens, before.input_tokens)
+            if before.input_tokens >= CACHE_MIN_PREFIX_TOKENS
+            else 0
+        )
+        best += max(reachable, now.cached_input_tokens)
+    return best
 
 
 def low_cache_reason(ratio: float | None, turns: Sequence[TurnCost]) -> str | None:
@@ -343,20 +362,23 @@ def low_cache_reason(ratio: float | None, turns: Sequence[TurnCost]) -> str | No
     ``None`` when it is not low (or nothing was billed).
 
     Each response bills its whole context again; the part the service has seen before is cached
-    at a tenth of the price or less (§6). Two causes can be told from the usage alone: no turn's
-    input reached the cache's minimum prefix (a short session), or turns long enough to be cached
-    mostly were not (the start of the context changed between them: instructions or tools
-    updated mid-session, or a conversation replayed after a reconnect)."""
+    at a tenth of the price or less (§6). When even a perfect cache (``best_cached_tokens``) could
+    not have reached the share, the session was too short for it; otherwise the start of the
+    context changed between turns (instructions or tools rewritten mid-session, a reconnect's
+    replay) or the cache expired while the session idled, which usage alone cannot tell apart."""
     if ratio is None or ratio >= LOW_CACHE_SHARE or not turns:
         return None
-    long_enough = [turn for turn in turns if turn.usage.input_tokens >= CACHE_MIN_PREFIX_TOKENS]
-    missed = sum(1 for turn in long_enough if turn.usage.cached_input_tokens * 2 < turn.usage.input_tokens)
-    if not missed:
+    usages = [turn.usage for turn in turns]
+    input_tokens = sum(usage.input_tokens for usage in usages)
+    if not input_tokens:
+        return None
+    best = best_cached_tokens(usages) / input_tokens
+    if best < LOW_CACHE_SHARE:
         return (
-            f"most input came in responses under the {CACHE_MIN_PREFIX_TOKENS:,} tokens the prompt cache "
-            "starts at (a short session: the share grows as the conversation does)"
+            f"too short for the prompt cache: even a perfect cache could have served {best:.0%} of the input "
+            f"(it reuses a prefix of at least {CACHE_MIN_PREFIX_TOKENS:,} tokens sent by an earlier request)"
         )
     return (
-        f"{missed} of {len(long_enough)} responses long enough to be cached were mostly not: the start of "
-        "the context changed between them (instructions or tools updated mid-session, a reconnect's replay)"
+        f"a cache could have served up to {best:.0%} of the input: the start of the context changed between "
+        "turns (instructions or tools rewritten, a reconnect's replay) or the cache expired while it idled"
     )
