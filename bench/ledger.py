@@ -39,7 +39,7 @@ and in the steady run every row committed within a second.
 
 **2. Audio-delta delay through the gateway.** Children: the emulator (``realtalk.emulator``,
 uvloop, fast engines: energy VAD, no recogniser, tone replies; real-time pace, ``--chunk-ms``
-audio chunks, scripted to answer every turn with the same sentence, about 2.5 s of audio) and
+audio chunks, scripted to answer every turn with the same sentence, 3 s of audio) and
 three ``realtalk serve`` apps (``create_app`` + ``Gateway``, open mode on 127.0.0.1, uvloop,
 ``freeze_gc`` as ``serve``) in front of it that differ only in ``REALTALK_LEDGER_URL``: ``off``, a
 SQLite file, and a PostgreSQL database. A fourth path, ``direct``, has the clients talk to the
@@ -109,7 +109,7 @@ MAX_QUEUE = 10_000  # Ledger.open's default, as realtalk serve opens it
 DRAIN_HIGH_WATER = 8000  # the drain run's producers wait while this many rows are pending
 POLL_S = 0.001
 PROBE_S = 0.005  # the clients' loop-lag probe
-REPLY = "Your order shipped today and arrives on Thursday."  # about 2.5 s of tone audio
+REPLY = "Your order shipped today and arrives on Thursday."  # 3.0 s of tone audio (30 chunks of 100 ms)
 WARMUP_S = 2.0  # the first turns start spread over it (responses out of phase); measured after it
 PATHS: Final = ("direct", "off", "sqlite", "postgresql")
 LEDGERS: Final = ("sqlite", "postgresql")
