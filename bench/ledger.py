@@ -81,7 +81,6 @@ import json
 import os
 import platform
 import random
-import re
 import shutil
 import socket
 import statistics
@@ -89,7 +88,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,8 +97,19 @@ import websockets
 from rich.console import Console
 from rich.table import Table
 
+from harness import (  # bench/harness.py, beside this script
+    CPUS,
+    Child,
+    child,
+    child_env,
+    figures,
+    frame_type,
+    pin,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "ledger.json"
+
 THIS_FILE = Path(__file__).resolve()
 KEY = "bench-key"
 MODEL = "gpt-realtime-1.5"
@@ -114,43 +123,12 @@ WARMUP_S = 2.0  # the first turns start spread over it (responses out of phase);
 PATHS: Final = ("direct", "off", "sqlite", "postgresql")
 LEDGERS: Final = ("sqlite", "postgresql")
 DELTA: Final = "response.output_audio.delta"
-_TYPE = re.compile(r'"type"\s*:\s*"([^"]+)"')
-_CPUS: Final = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
-
-
-def _frame_type(text: str) -> str | None:
-    found = _TYPE.search(text, 0, 200)
-    return found[1] if found else None
-
-
-def _pin(pid: int, under_test: bool) -> None:
-    # The code under test gets the last core to itself; the load shares the others.
-    if len(_CPUS) >= 2:
-        os.sched_setaffinity(pid, {_CPUS[-1]} if under_test else set(_CPUS[:-1]))
 
 
 def _loop_factory() -> Any:
     from realtalk.cli.serve import event_loop_factory
 
     return event_loop_factory()  # uvloop where installed, as realtalk serve
-
-
-def figures(values: list[float]) -> dict[str, Any]:
-    from realtalk.cli.views import percentile
-
-    def r(value: float | None) -> float | None:
-        return None if value is None else round(value, 4)
-
-    return {
-        "n": len(values),
-        "min": r(min(values)) if values else None,
-        "p50": r(percentile(values, 50)),
-        "p90": r(percentile(values, 90)),
-        "p99": r(percentile(values, 99)),
-        "p99.9": r(percentile(values, 99.9)),
-        "max": r(max(values)) if values else None,
-        "mean": r(statistics.fmean(values)) if values else None,
-    }
 
 
 # --- a throwaway PostgreSQL cluster (as tests/ledger/conftest.py, without pytest) ----------------
@@ -183,7 +161,7 @@ class Postgres:
 
     def _run(self, tool: str, *args: str, under_test: bool | None = None) -> None:
         # pg_ctl start forks the postmaster, which forks every backend: pinning pg_ctl pins them all.
-        pin = None if under_test is None else (lambda: _pin(0, under_test))
+        pin_child = None if under_test is None else (lambda: pin(0, under_test))
         subprocess.run(
             [*self._as_user, str(self.bin_dir / tool), *args],
             check=True,
@@ -191,7 +169,7 @@ class Postgres:
             text=True,
             timeout=60,
             cwd=self.root,
-            preexec_fn=pin,  # sched_setaffinity only, before exec
+            preexec_fn=pin_child,  # sched_setaffinity only, before exec
         )
 
     def start(self) -> None:
@@ -480,64 +458,6 @@ async def run_gateway(upstream_port: int, ledger_url: str) -> None:
 # --- children, from the orchestrating process ---------------------------------------------------
 
 
-@dataclass
-class Child:
-    process: subprocess.Popen[str]
-    ports: list[int]
-
-    def ask(self, command: str) -> str:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        return self.process.stdout.readline()
-
-    def cpu_s(self) -> float:
-        # schedstat's first field is the time on CPU in ns; every thread of the process counts
-        # (aiosqlite's thread, the executor's).
-        total_ns = 0
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                total_ns += int((task / "schedstat").read_text().split()[0])
-        return total_ns / 1e9
-
-    def stop(self) -> None:
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def _child_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "OPENAI_", "REALTALK_"))}
-
-
-@contextlib.contextmanager
-def child(*args: str, under_test: bool) -> Iterator[Child]:
-    process = subprocess.Popen(
-        [sys.executable, str(THIS_FILE), "--role", *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=_child_env(),
-    )
-    _pin(process.pid, under_test)
-    started = Child(process, [])
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.startswith("PORTS "):
-            raise RuntimeError(f"the {args[0]} did not start: {line!r}")
-        started.ports = [int(p) for p in line.split()[1:]]
-        yield started
-    finally:
-        started.stop()
-
-
 def writer_child(url: str, rows: int, sessions: int, rate: float | None) -> dict[str, Any]:
     process = subprocess.Popen(
         [
@@ -552,9 +472,9 @@ def writer_child(url: str, rows: int, sessions: int, rate: float | None) -> dict
         ],
         stdout=subprocess.PIPE,
         text=True,
-        env=_child_env(),
+        env=child_env(),
     )
-    _pin(process.pid, under_test=True)
+    pin(process.pid, under_test=True)
     out, _ = process.communicate(timeout=300)
     result = next((line[7:] for line in out.splitlines() if line.startswith("RESULT ")), None)
     if process.returncode or result is None:
@@ -610,7 +530,7 @@ async def converse(ws: Any, run: PathRun, start_s: float, measure_from_s: float,
         async with asyncio.timeout(30):
             while True:
                 message = await ws.recv()
-                kind = _frame_type(message) if isinstance(message, str) else None
+                kind = frame_type(message) if isinstance(message, str) else None
                 if kind == DELTA:
                     arrivals.append(clock())
                 elif kind == "response.done":
@@ -667,7 +587,7 @@ async def _open_with(url: str, ready: str, headers: dict[str, str]) -> Any:
         url, additional_headers=headers, max_size=None, compression=None, ping_interval=None, open_timeout=30
     )
     async with asyncio.timeout(30):
-        while _frame_type(str(await ws.recv())) != ready:
+        while frame_type(str(await ws.recv())) != ready:
             pass
     return ws
 
@@ -750,7 +670,7 @@ def _progress_audio(run: PathRun) -> None:
 def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     from realtalk.ledger import upgrade
 
-    _pin(os.getpid(), under_test=False)
+    pin(os.getpid(), under_test=False)
     postgres: Postgres | None = None
     postgres_missing: str | None = None
     try:
@@ -790,9 +710,11 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 
         ledger_urls = {"off": "off"} | {database: new_url(database, "gateway") for database in databases}
         with contextlib.ExitStack() as stack:
-            emulator = stack.enter_context(child("emulator", str(args.chunk_ms), under_test=False))
+            emulator = stack.enter_context(child(THIS_FILE, "emulator", str(args.chunk_ms), under_test=False))
             gateways = {
-                path: stack.enter_context(child("gateway", str(emulator.ports[0]), url, under_test=True))
+                path: stack.enter_context(
+                    child(THIS_FILE, "gateway", str(emulator.ports[0]), url, under_test=True)
+                )
                 for path, url in ledger_urls.items()
             }
             warmups, runs = asyncio.run(audio_rounds(args, emulator, gateways))
@@ -1070,7 +992,7 @@ def report(
             "emulator": "pace 1.0, vad energy, asr none, tts tone, uvloop",
             "reply": REPLY,
             "postgresql": "initdb + pg_ctl, 127.0.0.1, trust, fsync=off, full_page_writes=off",
-            "pinning": ({"under_test": [_CPUS[-1]], "load": list(_CPUS[:-1])} if len(_CPUS) >= 2 else None),
+            "pinning": ({"under_test": [CPUS[-1]], "load": list(CPUS[:-1])} if len(CPUS) >= 2 else None),
             "writer_event_loop": "uvloop where installed (as realtalk serve)",
             "gateway_event_loop": "uvloop where installed (as realtalk serve)",
             "clients_event_loop": "asyncio",

@@ -82,11 +82,9 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -96,8 +94,11 @@ from rich.console import Console
 from rich.table import Table
 from websockets.asyncio.server import ServerConnection
 
+from harness import CPUS, Child, child, figures, frame_type, pin  # bench/harness.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "tools.json"
+
 THIS_FILE = Path(__file__).resolve()
 KEY = "bench-key"
 MODEL = "gpt-realtime-1.5"
@@ -110,9 +111,7 @@ FILLER_AFTER_S = 0.05
 FILLER = "Please hold on while I look through the records for you."  # 3.6 s of tone audio
 TICKET_ARGUMENTS = {"ticket_id": "XR-4892"}
 ARGS_DONE: Final = "response.function_call_arguments.done"
-_TYPE = re.compile(r'"type"\s*:\s*"([^"]+)"')
 _RESPONSE_ID = re.compile(r'"response_id"\s*:\s*"([^"]+)"')
-_CPUS: Final = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
 
 
 # --- the tools (the gateway's profile names them in this file) ----------------------------------
@@ -139,11 +138,6 @@ async def block_on_loop(ticket_id: str) -> str:
     await asyncio.sleep(LOOP_BLOCK_AFTER_S)
     time.sleep(BLOCK_S)  # noqa: ASYNC251 - the control: blocking the loop is the point
     return "found"
-
-
-def _frame_type(text: str) -> str | None:
-    found = _TYPE.search(text, 0, 160)
-    return found[1] if found else None
 
 
 # --- the emulator and its timing proxy (child process) --------------------------------------------
@@ -178,7 +172,7 @@ class TimingProxy:
 
             async def down() -> None:
                 async for message in upstream:
-                    if isinstance(message, str) and len(message) < 4096 and _frame_type(message) == ARGS_DONE:
+                    if isinstance(message, str) and len(message) < 4096 and frame_type(message) == ARGS_DONE:
                         call.clear()
                         call["args_ns"] = time.perf_counter_ns()
                     await downstream.send(message)
@@ -298,62 +292,6 @@ def gateway_profile(folder: Path, name: str, tool: str | None, *, filler: bool) 
 # --- children, from the orchestrating process ---------------------------------------------------
 
 
-@dataclass
-class Child:
-    process: subprocess.Popen[str]
-    ports: list[int]
-
-    def ask(self, command: str) -> str:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        return self.process.stdout.readline()
-
-    def stamps(self) -> list[dict[str, Any]]:
-        samples: list[dict[str, Any]] = json.loads(self.ask("stamps"))
-        return samples
-
-    def stop(self) -> None:
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def _pin(pid: int, under_test: bool) -> None:
-    # The code under test gets the last core to itself; the emulator and the load share the others.
-    if len(_CPUS) >= 2:
-        os.sched_setaffinity(pid, {_CPUS[-1]} if under_test else set(_CPUS[:-1]))
-
-
-@contextlib.contextmanager
-def child(*args: str, under_test: bool) -> Iterator[Child]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "OPENAI_", "REALTALK_"))}
-    process = subprocess.Popen(
-        [sys.executable, str(THIS_FILE), "--role", *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    _pin(process.pid, under_test)
-    started = Child(process, [])
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.startswith("PORTS "):
-            raise RuntimeError(f"the {args[0]} did not start: {line!r}")
-        started.ports = [int(p) for p in line.split()[1:]]
-        yield started
-    finally:
-        started.stop()
-
-
 # --- 1. tool turnaround --------------------------------------------------------------------------
 
 
@@ -367,6 +305,11 @@ class Turnaround:
     client_output_ms: list[float] = field(default_factory=list)
     follow_ups_per_call: list[int] = field(default_factory=list)
     wire_create_ms_rounds: list[list[float]] = field(default_factory=list)
+
+
+def _stamps(emulator: Child) -> list[dict[str, Any]]:
+    samples: list[dict[str, Any]] = json.loads(emulator.ask("stamps"))
+    return samples
 
 
 async def _until(event: asyncio.Event, timeout_s: float = 15.0) -> None:
@@ -397,7 +340,7 @@ async def session_turnaround(
     def on_frame(direction: str, text: str) -> None:
         now = clock()
         if direction == "in":
-            if len(text) < 4096 and _frame_type(text) == ARGS_DONE:
+            if len(text) < 4096 and frame_type(text) == ARGS_DONE:
                 call.clear()
                 call["args"] = now
             return
@@ -469,7 +412,7 @@ async def gateway_turnaround(mode: str, port: int, calls: int, per_session: int)
     async def one_session(count: int) -> None:
         async with websockets.connect(url, max_size=None, compression=None, ping_interval=None) as ws:
             async with asyncio.timeout(10):
-                while _frame_type(str(await ws.recv())) != "session.updated":
+                while frame_type(str(await ws.recv())) != "session.updated":
                     pass
             for _ in range(count):
                 for frame in turn:
@@ -479,7 +422,7 @@ async def gateway_turnaround(mode: str, port: int, calls: int, per_session: int)
                     while responses_done < 2:
                         message = await ws.recv()
                         assert isinstance(message, str)
-                        kind = _frame_type(message)
+                        kind = frame_type(message)
                         if kind == ARGS_DONE and mode == "client":
                             # The baseline: the client answers the call at once.
                             event = json.loads(message)
@@ -548,7 +491,7 @@ class DeltaLog:
         self.order: list[str] = []
 
     def frame(self, text: str, now: float) -> None:
-        if _frame_type(text) != "response.output_audio.delta":
+        if frame_type(text) != "response.output_audio.delta":
             return
         found = _RESPONSE_ID.search(text, 0, 400)
         if found is None:
@@ -648,7 +591,7 @@ async def gateway_audio(port: int, mode: str, reps: int, chunk_ms: int, pace: fl
                     assert isinstance(message, str)
                     now = clock()
                     log.frame(message, now)
-                    kind = _frame_type(message)
+                    kind = frame_type(message)
                     if kind == "response.done":
                         seen += 1
                     elif kind == "realtalk.tool":
@@ -658,7 +601,7 @@ async def gateway_audio(port: int, mode: str, reps: int, chunk_ms: int, pace: fl
                         raise RuntimeError(f"the gateway sent an error: {message[:300]}")
 
         async with asyncio.timeout(10):
-            while _frame_type(str(await ws.recv())) != "session.updated":
+            while frame_type(str(await ws.recv())) != "session.updated":
                 pass
         for rep in range(reps):
             window: dict[str, float] = {}
@@ -680,24 +623,6 @@ async def gateway_audio(port: int, mode: str, reps: int, chunk_ms: int, pace: fl
 # --- the run -------------------------------------------------------------------------------------
 
 
-def figures(values: list[float]) -> dict[str, Any]:
-    from realtalk.cli.views import percentile
-
-    def r(value: float | None) -> float | None:
-        return None if value is None else round(value, 4)
-
-    return {
-        "n": len(values),
-        "min": r(min(values)) if values else None,
-        "p50": r(percentile(values, 50)),
-        "p90": r(percentile(values, 90)),
-        "p95": r(percentile(values, 95)),
-        "p99": r(percentile(values, 99)),
-        "max": r(max(values)) if values else None,
-        "mean": r(statistics.fmean(values)) if values else None,
-    }
-
-
 def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     lookup_scenario = {
         "turns": [{"call": {"name": "lookup", "arguments": TICKET_ARGUMENTS}}, {"say": "Done."}],
@@ -710,13 +635,20 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         emulator = stack.enter_context(
             child(
-                "emulator", "none", "100", json.dumps(lookup_scenario), args.emulator_loop, under_test=False
+                THIS_FILE,
+                "emulator",
+                "none",
+                "100",
+                json.dumps(lookup_scenario),
+                args.emulator_loop,
+                under_test=False,
             )
         )
         proxy_port = emulator.ports[1]
         gateways = {
             mode: stack.enter_context(
                 child(
+                    THIS_FILE,
                     "gateway",
                     str(proxy_port),
                     str(gateway_profile(folder, f"turnaround-{mode}", tool, filler=False)),
@@ -728,23 +660,23 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         # Rounds interleave the paths, so a noisy moment of the machine hits them all.
         for round_index in range(args.rounds):
             warmup = WARMUP_CALLS if round_index == 0 else 0
-            _pin(os.getpid(), under_test=True)
+            pin(os.getpid(), under_test=True)
             for run in session_runs:
-                emulator.stamps()
+                _stamps(emulator)
                 asyncio.run(session_turnaround(run, proxy_port, per_round, args.calls_per_session, warmup))
-                _wire(run, emulator.stamps(), warmup)
+                _wire(run, _stamps(emulator), warmup)
             # The gateway is under test now: this process is the load, beside the emulator.
-            _pin(os.getpid(), under_test=False)
+            pin(os.getpid(), under_test=False)
             for run in gateway_runs:
-                emulator.stamps()
+                _stamps(emulator)
                 port = gateways[run.mode].ports[0]
                 asyncio.run(gateway_turnaround(run.mode, port, warmup + per_round, args.calls_per_session))
-                _wire(run, emulator.stamps(), warmup)
+                _wire(run, _stamps(emulator), warmup)
             print(f"  round {round_index + 1} of {args.rounds} done", file=sys.stderr, flush=True)
     turnarounds = session_runs + gateway_runs
     for run in turnarounds:
         _progress(run)
-    _pin(os.getpid(), under_test=True)
+    pin(os.getpid(), under_test=True)
     alone = {
         "sync": figures(asyncio.run(runner_alone(lookup_sync, args.calls))),
         "async": figures(asyncio.run(runner_alone(lookup_async, args.calls))),
@@ -760,6 +692,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "after": "repeat",
     }
     with child(
+        THIS_FILE,
         "emulator",
         str(args.pace),
         str(args.chunk_ms),
@@ -768,15 +701,15 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         under_test=False,
     ) as emulator:
         emulator_port = emulator.ports[0]
-        _pin(os.getpid(), under_test=True)
+        pin(os.getpid(), under_test=True)
         for mode in ("thread", "loop"):
             audio_run = asyncio.run(session_audio(emulator_port, mode, args.reps, args.chunk_ms, args.pace))
             audio.append(audio_run)
             _progress_audio(audio_run)
-        _pin(os.getpid(), under_test=False)
+        pin(os.getpid(), under_test=False)
         for mode, tool in (("thread", "block_sync"), ("loop", "block_on_loop")):
             profile = gateway_profile(folder, f"audio-{mode}", tool, filler=True)
-            with child("gateway", str(emulator_port), str(profile), under_test=True) as gateway:
+            with child(THIS_FILE, "gateway", str(emulator_port), str(profile), under_test=True) as gateway:
                 audio_run = asyncio.run(
                     gateway_audio(gateway.ports[0], mode, args.reps, args.chunk_ms, args.pace)
                 )
@@ -995,9 +928,7 @@ def report(
             "filler_after_s": FILLER_AFTER_S,
             "filler": FILLER,
             "pinning": (
-                {"under_test": [_CPUS[-1]], "emulator_and_load": list(_CPUS[:-1])}
-                if len(_CPUS) >= 2
-                else None
+                {"under_test": [CPUS[-1]], "emulator_and_load": list(CPUS[:-1])} if len(CPUS) >= 2 else None
             ),
             "session_event_loop": "asyncio (as realtalk talk)",
             "emulator_event_loop": args.emulator_loop,
