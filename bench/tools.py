@@ -289,9 +289,6 @@ def gateway_profile(folder: Path, name: str, tool: str | None, *, filler: bool) 
     return path
 
 
-# --- children, from the orchestrating process ---------------------------------------------------
-
-
 # --- 1. tool turnaround --------------------------------------------------------------------------
 
 

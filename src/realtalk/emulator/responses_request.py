@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from realtalk.emulator import errors
 from realtalk.emulator.errors import RealtimeApiError
+from realtalk.emulator.validation import json_kind
 
 __all__ = [
     "MIN_MAX_OUTPUT_TOKENS",
@@ -159,25 +160,9 @@ class ResponsesRequest:
     settings: dict[str, Any] = field(default_factory=dict)  # ignored parameters, as sent
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
 def _expect(value: Any, expected: type | tuple[type, ...], name: str, param: str) -> None:
     if not isinstance(value, expected) or (isinstance(value, bool) and bool not in _as_tuple(expected)):
-        raise bad_request(errors.invalid_type(param, name, _kind(value)))
+        raise bad_request(errors.invalid_type(param, name, json_kind(value)))
 
 
 def _as_tuple(expected: type | tuple[type, ...]) -> tuple[type, ...]:
@@ -187,7 +172,7 @@ def _as_tuple(expected: type | tuple[type, ...]) -> tuple[type, ...]:
 def parse_request(body: Any) -> ResponsesRequest:
     """Check a decoded ``POST /responses`` body; :class:`ResponsesApiError` (400) names the field at fault."""
     if not isinstance(body, dict):
-        raise bad_request(errors.invalid_type("body", "an object", _kind(body)))
+        raise bad_request(errors.invalid_type("body", "an object", json_kind(body)))
     for key in body:
         if key not in _HANDLED_KEYS and key not in _IGNORED_KEYS:
             raise bad_request(errors.unknown_parameter(key))

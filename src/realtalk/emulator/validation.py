@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from realtalk.emulator import errors
 
-__all__ = ["CLIENT_EVENT_TYPES", "check_client_event", "check_value"]
+__all__ = ["CLIENT_EVENT_TYPES", "check_client_event", "check_value", "json_kind"]
 
 
 def _unwrap_annotated(annotation: Any) -> Any:
@@ -70,7 +70,7 @@ def check_client_event(event: dict[str, Any]) -> str:
         raise errors.missing_type()
     event_type = event["type"]
     if not isinstance(event_type, str):
-        raise errors.invalid_type("type", "a string", _kind(event_type))
+        raise errors.invalid_type("type", "a string", json_kind(event_type))
     model = _client_event_models().get(event_type)
     if model is None:
         raise errors.unknown_event_type(event_type, CLIENT_EVENT_TYPES)
@@ -94,7 +94,7 @@ def check_client_event(event: dict[str, Any]) -> str:
     return event_type
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     """How the API names a JSON value's kind in ``invalid_type`` messages."""
     if value is None:
         return "null"
@@ -129,7 +129,7 @@ def _expected(annotation: Any) -> str:
         kinds = sorted({_expected(arg) for arg in get_args(annotation) if arg is not type(None)})
         return " or ".join(kinds)
     if origin is Literal:
-        return _kind(get_args(annotation)[0])
+        return json_kind(get_args(annotation)[0])
     if origin in (list, typing.List):  # noqa: UP006 - the SDK's annotations use typing.List
         return "an array"
     if origin in (dict, typing.Dict) or _is_model(annotation):  # noqa: UP006
@@ -191,7 +191,9 @@ def _check_model_union(value: dict[str, Any], members: list[type[BaseModel]], pa
         chosen = [m for m in candidates if value[discriminator] in _literal_field(m, discriminator)]
         if not chosen:
             if not isinstance(value[discriminator], str):
-                raise errors.invalid_type(_join(path, discriminator), "a string", _kind(value[discriminator]))
+                raise errors.invalid_type(
+                    _join(path, discriminator), "a string", json_kind(value[discriminator])
+                )
             raise errors.invalid_value(
                 _join(path, discriminator), value[discriminator], list(dict.fromkeys(supported))
             )
@@ -228,14 +230,14 @@ def check_value(value: Any, annotation: Any, path: str) -> None:
             return
         fitting = [arg for arg in args if arg is not type(None) and _matches_kind(value, arg)]
         if not fitting:
-            raise errors.invalid_type(path, _expected(annotation), _kind(value))
+            raise errors.invalid_type(path, _expected(annotation), json_kind(value))
         # A plain `str` accepts any string, so it wins over a Literal of suggested names.
         if any(arg is str for arg in fitting) and isinstance(value, str):
             return
         check_value(value, fitting[0], path)
         return
     if not _matches_kind(value, annotation):
-        raise errors.invalid_type(path, _expected(annotation), _kind(value))
+        raise errors.invalid_type(path, _expected(annotation), json_kind(value))
     if origin is Literal:
         options = get_args(annotation)
         if value not in options:
