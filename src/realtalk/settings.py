@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     gateway_max_sessions_per_user: int = Field(
         default=3, ge=1, validation_alias="REALTALK_GATEWAY_MAX_SESSIONS_PER_USER"
     )
+    # With a ledger, the per-user count is shared by every replica: an open session's lease lives
+    # this long unless renewed (a dead replica's sessions stop counting after it).
+    gateway_session_lease_s: float = Field(
+        default=60.0, ge=5, le=3600, validation_alias="REALTALK_GATEWAY_SESSION_LEASE_S"
+    )
     gateway_max_session_s: float = Field(
         default=1800.0, gt=0, validation_alias="REALTALK_GATEWAY_MAX_SESSION_S"
     )

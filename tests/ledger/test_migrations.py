@@ -3,19 +3,21 @@ nothing, SQLite ledgers upgrade themselves, PostgreSQL ledgers are only checked.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, insert, inspect, text
 
 from realtalk.errors import ConfigError
 from realtalk.ledger import Ledger, head_revision, responses_between, upgrade
 from realtalk.ledger.database import create_ledger_engine
-from realtalk.ledger.schema import VERSION_TABLE, metadata
+from realtalk.ledger.schema import VERSION_TABLE, metadata, responses, sessions
 
-from .conftest import T0, PostgresServer, response
+from .conftest import T0, PostgresServer, response, session
 
 DB_PASSWORD_SECRET = "ledger-db-secret-4567"
 
@@ -109,3 +111,34 @@ async def test_a_database_the_ledger_does_not_support_is_a_config_error(url: str
     with pytest.raises(ConfigError, match="REALTALK_LEDGER_URL") as raised:
         await upgrade(url)
     assert raised.value.variable == "REALTALK_LEDGER_URL"
+
+
+async def test_a_ledger_of_the_previous_revision_is_upgraded_with_its_rows_kept(empty_db_url: str) -> None:
+    # The database as realtalk of revision 0001 left it: its tables, with a session and a response.
+    at_previous = await upgrade(empty_db_url, to="0001")
+    assert (at_previous.from_revision, at_previous.to_revision) == (None, "0001")
+    before = response(cost_usd="0.123456789")
+    engine = create_ledger_engine(empty_db_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(sessions).values(asdict(session()) | {"ended_at": None, "end_reason": None})
+            )
+            await connection.execute(insert(responses).values(asdict(before)))
+            assert "session_leases" not in await connection.run_sync(
+                lambda sync: inspect(sync).get_table_names()
+            )
+        if empty_db_url.startswith("postgresql"):  # a shared database is not upgraded on open
+            with pytest.raises(ConfigError, match=r"is at revision 0001.*realtalk ledger upgrade"):
+                await Ledger.open(empty_db_url)
+
+        result = await upgrade(empty_db_url)
+
+        assert (result.from_revision, result.to_revision) == ("0001", head_revision())
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_schema_differences) == []
+    finally:
+        await engine.dispose()
+    async with await Ledger.open(empty_db_url) as ledger:
+        (row,) = await responses_between(ledger, T0, None)
+        assert (row.session_id, row.response_id, row.cost_usd) == ("sess_1", "resp_1", Decimal("0.123456789"))

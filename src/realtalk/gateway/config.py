@@ -80,6 +80,7 @@ class GatewayConfig:
             limits=Limits(
                 max_sessions=settings.gateway_max_sessions,
                 max_sessions_per_user=settings.gateway_max_sessions_per_user,
+                session_lease_s=settings.gateway_session_lease_s,
                 max_session_s=settings.gateway_max_session_s,
                 idle_timeout_s=settings.gateway_idle_timeout_s,
                 max_message_bytes=settings.gateway_max_message_bytes,

@@ -1,7 +1,8 @@
 """Limits on what one gateway serves (issue 5, item 5): pure bookkeeping, time passed in.
 
-* ``Admissions``: concurrent sessions, globally and per user. A refused client is answered with
-  HTTP 429 before anything is opened upstream.
+* ``Admissions``: concurrent sessions, globally and per user, on this replica. A refused client is
+  answered with HTTP 429 before anything is opened upstream. With a ledger, the per-user count is
+  also kept in its database for every replica (``realtalk.ledger.leases``, used by ``state.py``).
 * ``EventRateLimiter``: a token bucket per connection (events per second with a burst).
 * Session duration, idle time, message size, the dollar budget and the client's send buffer are
   checked by the relay with the values in ``Limits``.
@@ -21,6 +22,7 @@ class Limits:
 
     max_sessions: int = 50
     max_sessions_per_user: int = 3
+    session_lease_s: float = 60.0  # with a ledger: see realtalk.ledger.leases
     max_session_s: float = 1800.0
     idle_timeout_s: float = 120.0
     max_message_bytes: int = 1024 * 1024

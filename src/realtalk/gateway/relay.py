@@ -129,8 +129,9 @@ class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
         *,
         ui: bool,
         daily: DailySpend | None = None,
+        session_id: str | None = None,
     ) -> None:
-        self.id = "gw_" + secrets.token_hex(8)
+        self.id = session_id or "gw_" + secrets.token_hex(8)
         self.subject = subject
         self.ui = ui
         self._svc = services

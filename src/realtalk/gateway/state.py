@@ -1,8 +1,10 @@
 """What one gateway app holds while it runs: configuration, services, open sessions, admissions.
 
 The handlers stay glue: they ask ``GatewayState`` whether a client may connect (``admit``: Origin,
-shutdown, authentication, limits, in that order and before anything is opened upstream), hand the
-socket to a ``GatewaySession``, and give its slot back. ``drain`` is the graceful shutdown.
+shutdown, authentication, this replica's limits, in that order; then ``reserve``: the per-user
+session count shared through the ledger and the daily budgets; all before anything is opened
+upstream), hand the socket to a ``GatewaySession``, and give its slot back. ``drain`` is the
+graceful shutdown.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
+from realtalk.errors import ConfigError
 from realtalk.gateway.auth import (
     REFUSAL,
     Authenticator,
@@ -35,8 +39,9 @@ from realtalk.gateway.relay import SHUTDOWN_SENTENCE, Ending, GatewaySession, Se
 from realtalk.gateway.tool_side import SessionTools, session_tools
 from realtalk.gateway.upstream import ReadinessProbe, Upstream
 from realtalk.ledger import Ledger
+from realtalk.ledger.leases import Lease, LeaseUnavailable, SessionLeases
 
-__all__ = ["Admission", "GatewayState", "HandshakeRefusal"]
+__all__ = ["Admission", "GatewayState", "HandshakeRefusal", "Reservation"]
 
 logger = logging.getLogger("realtalk.gateway")
 
@@ -48,6 +53,15 @@ class Admission:
     principal: Principal
     subprotocol: str | None
     ui: bool
+    session_id: str = field(default_factory=lambda: "gw_" + secrets.token_hex(8))
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What ``reserve`` took for an admitted client: its shared lease and today's spend."""
+
+    lease: Lease | None = None
+    daily: DailySpend | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,7 @@ class GatewayState:
         self._services: SessionServices | None = None
         self.tools: SessionTools | None = None
         self.ledger: Ledger | None = None
+        self.leases: SessionLeases | None = None
         self.probe: ReadinessProbe | None = None
         # Sessions relay audio through the compiled fast path where it was built; tests switch it
         # off to run the same sessions on the Python path.
@@ -92,6 +107,9 @@ class GatewayState:
         """Called by the lifespan once the upstream (Azure or the embedded emulator) is known."""
         self.tools = session_tools(self.config.profile, upstream)
         self.ledger = ledger
+        if ledger is not None:
+            self.leases = SessionLeases(ledger.engine, ttl_s=self.config.limits.session_lease_s)
+            self.leases.start()
         self._services = SessionServices(
             self.config,
             upstream,
@@ -106,7 +124,9 @@ class GatewayState:
         )
 
     async def aclose(self) -> None:
-        """Release what sessions shared (the delegation tool's HTTP client)."""
+        """Release what sessions shared (the delegation tool's HTTP client, the session leases)."""
+        if self.leases is not None:
+            await self.leases.aclose()
         if self.tools is not None:
             await self.tools.aclose()
 
@@ -155,40 +175,86 @@ class GatewayState:
         ui = websocket.query_params.get("realtalk_ui") == "1"
         return Admission(principal, pick_subprotocol(offered), ui)
 
-    async def daily_spend(self, admission: Admission) -> DailySpend | HandshakeRefusal | None:
+    async def reserve(self, admission: Admission) -> Reservation | HandshakeRefusal:
+        """The checks that ask the ledger database, so that they hold across replicas: the user's
+        open sessions (a lease, HTTP 429 ``too_many_sessions`` when at the limit) and today's spend
+        (HTTP 429 ``daily_budget_exceeded``). A database that cannot be asked refuses with 503: no
+        session goes unmetered. On a refusal everything taken is given back."""
+        user = admission.principal.subject
+        lease: Lease | None = None
+        try:
+            if self.leases is not None:
+                limit = self.config.limits.max_sessions_per_user
+                lease = await self.leases.acquire(session_id=admission.session_id, user=user, limit=limit)
+                if lease is None:
+                    self.admissions.release(user)
+                    logger.info("refused %s: %d open sessions on the gateway's replicas", user, limit)
+                    return HandshakeRefusal(
+                        429,
+                        "too_many_sessions",
+                        f"you already have {limit} open sessions (the per-user limit)",
+                    )
+            daily = await self._daily_spend(user)
+        except (LeaseUnavailable, ConfigError) as exc:
+            await self._give_back(user, lease)
+            logger.error("refused %s: %s", user, exc)
+            return HandshakeRefusal(
+                503, "ledger_unavailable", "usage accounting is unavailable; try again shortly", 5
+            )
+        except BaseException:
+            await self._give_back(user, lease)
+            raise
+        if isinstance(daily, HandshakeRefusal):
+            await self._give_back(user, lease)
+            return daily
+        return Reservation(lease, daily)
+
+    async def _give_back(self, user: str, lease: Lease | None) -> None:
+        self.admissions.release(user)
+        if lease is not None and self.leases is not None:
+            await self.leases.release(lease)
+
+    async def _daily_spend(self, user: str) -> DailySpend | HandshakeRefusal | None:
         """Today's spend of every capped scope (``None``: no daily caps); a refusal when a cap is
-        already reached (the admission's slot is then given back)."""
+        already reached."""
         budgets = self.config.daily_budgets
         if not budgets.configured or self.ledger is None or self._services is None:
             return None
         now = datetime.now(UTC)
-        spend = await budgets.spend_today(
-            self.ledger,
-            user=admission.principal.subject,
-            deployment=self._services.upstream.endpoint.deployment,
-            now=now,
-        )
+        try:
+            spend = await budgets.spend_today(
+                self.ledger, user=user, deployment=self._services.upstream.endpoint.deployment, now=now
+            )
+        except (OSError, DBAPIError) as exc:
+            raise LeaseUnavailable(
+                f"could not read today's spend from the ledger: {type(exc).__name__}"
+            ) from None
         scope = spend.exceeded()
         if scope is None:
             return spend
-        self.admissions.release(admission.principal.subject)
-        logger.info("refused %s: the daily budget of %s is reached", admission.principal.subject, scope.name)
+        logger.info("refused %s: the daily budget of %s is reached", user, scope.name)
         return HandshakeRefusal(429, "daily_budget_exceeded", spend.sentence(scope), seconds_to_midnight(now))
 
     async def serve(
-        self, websocket: WebSocket, admission: Admission, daily: DailySpend | None = None
+        self, websocket: WebSocket, admission: Admission, reservation: Reservation | None = None
     ) -> None:
-        """Run one admitted session to its end, then give its slot back."""
+        """Run one admitted session to its end, then give its slot (and lease) back."""
         assert self._services is not None
+        reservation = reservation or Reservation()
         session = GatewaySession(
-            self._services, websocket, admission.principal.subject, ui=admission.ui, daily=daily
+            self._services,
+            websocket,
+            admission.principal.subject,
+            ui=admission.ui,
+            daily=reservation.daily,
+            session_id=admission.session_id,
         )
         self.sessions.add(session)
         try:
             await session.run(admission.subprotocol)
         finally:
             self.sessions.discard(session)
-            self.admissions.release(admission.principal.subject)
+            await self._give_back(admission.principal.subject, reservation.lease)
 
     # -- shutdown ---------------------------------------------------------------------------------
 

@@ -74,11 +74,11 @@ def _revision_of(connection: Connection) -> str | None:
     return context.get_current_revision()
 
 
-def _upgrade_sync(connection: Connection) -> str | None:
+def _upgrade_sync(connection: Connection, target: str) -> str | None:
     before = _revision_of(connection)
     config = _alembic_config()
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, target)
     return before
 
 
@@ -97,8 +97,10 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(_revision_of)
 
 
-async def upgrade_engine(engine: AsyncEngine) -> UpgradeResult:
+async def upgrade_engine(engine: AsyncEngine, *, to: str = "head") -> UpgradeResult:
     """Run every migration the database at ``engine`` lacks; a database at head is left as is.
+
+    ``to`` stops at an earlier revision (tests build a database of the previous revision).
 
     Raises:
         ConfigError: the database is unreachable, or at a revision this realtalk does not know
@@ -106,7 +108,7 @@ async def upgrade_engine(engine: AsyncEngine) -> UpgradeResult:
     """
     try:
         async with engine.begin() as connection:
-            before = await connection.run_sync(_upgrade_sync)
+            before = await connection.run_sync(_upgrade_sync, to)
     except CommandError as exc:
         raise ConfigError(
             f"the ledger {redact_url(engine.url)} is at a revision this realtalk does not know ({exc}); "
@@ -115,10 +117,10 @@ async def upgrade_engine(engine: AsyncEngine) -> UpgradeResult:
         ) from None
     except (OSError, DBAPIError) as exc:
         raise unreachable(engine, exc) from None
-    return UpgradeResult(redact_url(engine.url), before, head_revision())
+    return UpgradeResult(redact_url(engine.url), before, head_revision() if to == "head" else to)
 
 
-async def upgrade(url: str | URL) -> UpgradeResult:
+async def upgrade(url: str | URL, *, to: str = "head") -> UpgradeResult:
     """Migrate the ledger at ``url`` to the newest schema (idempotent); what ``realtalk ledger
     upgrade`` runs.
 
@@ -127,7 +129,7 @@ async def upgrade(url: str | URL) -> UpgradeResult:
     """
     engine = create_ledger_engine(url)
     try:
-        return await upgrade_engine(engine)
+        return await upgrade_engine(engine, to=to)
     finally:
         await engine.dispose()
 

@@ -48,6 +48,7 @@ __all__ = [
     "UTCDateTime",
     "metadata",
     "responses",
+    "session_leases",
     "sessions",
 ]
 
@@ -187,4 +188,19 @@ responses = Table(
         sqlite_where=text("response_id IS NOT NULL"),
         postgresql_where=text("response_id IS NOT NULL"),
     ),
+)
+
+# Open sessions, one row each while it lasts (revision 0002): what every replica of the gateway
+# counts for the per-user limit on concurrent sessions (``realtalk.ledger.leases``). A row is
+# renewed while its session runs; one whose replica died expires at ``expires_at``.
+session_leases = Table(
+    "session_leases",
+    metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("user", String(256), nullable=False),
+    Column("holder", String(128), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_session_leases_user_expires_at", "user", "expires_at"),
+    Index("ix_session_leases_holder", "holder"),
 )

@@ -3,7 +3,7 @@
 The official SDK points here unchanged (``AsyncOpenAI(websocket_base_url="ws://HOST:PORT/openai/v1",
 api_key=<gateway token>)``). ``?model=`` is accepted and ignored: the gateway serves one agent on
 its configured deployment. A refused upgrade is an HTTP answer (403 Origin, 401 credentials, 429
-limits, 503 shutting down) and nothing is opened upstream. The retired preview path
+limits, 503 shutting down or the ledger unreachable) and nothing is opened upstream. The retired preview path
 (``/openai/realtime?api-version=...&deployment=...``) gets the 400 the emulator gives, which says
 where to go instead (a bare 403 left users guessing).
 """
@@ -33,11 +33,11 @@ async def realtime(websocket: WebSocket) -> None:
     if isinstance(admission, HandshakeRefusal):
         await _refuse(websocket, admission)
         return
-    daily = await state.daily_spend(admission)
-    if isinstance(daily, HandshakeRefusal):
-        await _refuse(websocket, daily)
+    reservation = await state.reserve(admission)
+    if isinstance(reservation, HandshakeRefusal):
+        await _refuse(websocket, reservation)
         return
-    await state.serve(websocket, admission, daily)
+    await state.serve(websocket, admission, reservation)
 
 
 async def _refuse(websocket: WebSocket, refusal: HandshakeRefusal) -> None:
