@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -53,3 +54,58 @@ async def test_a_user_capped_on_one_replica_is_refused_by_the_other(
             for event in text_turn("hello"):
                 await c.send(event)
             await c.until("response.done")
+
+
+async def test_two_replicas_enforce_one_per_user_limit_on_open_sessions(
+    emulator: Callable[..., Any],
+    gateway: Callable[..., Any],
+    client: Callable[..., Any],
+    shared_postgres: PostgresServer,
+) -> None:
+    url = shared_postgres.create_database()
+    await upgrade(url)
+    settings = {"gateway_secret": SECRET, "gateway_max_sessions_per_user": 1, "ledger_url": url}
+    async with emulator() as emu, gateway(emu, **settings) as first, gateway(emu, **settings) as second:
+        async with client(first, token=_token("alice")) as c:
+            await c.until("session.created")
+            accepted = emu.stats.connections_accepted
+            with pytest.raises(InvalidStatus) as refused:
+                async with client(second, token=_token("alice")):
+                    pass
+            assert refused.value.response.status_code == 429
+            assert b"too_many_sessions" in refused.value.response.body
+            assert emu.stats.connections_accepted == accepted  # nothing opened upstream
+            async with client(second, token=_token("bob")) as other:  # another user is not limited
+                await other.until("session.created")
+        # Alice's session ended on the first replica: the second admits her now.
+        await emu.stats.wait_for(lambda s: s.active_sessions == 0)
+        async with client(second, token=_token("alice")) as c:
+            await c.until("session.created")
+
+
+async def test_a_ledger_that_cannot_be_asked_refuses_with_503_and_opens_nothing(
+    emulator: Callable[..., Any],
+    gateway: Callable[..., Any],
+    client: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for server in _postgres_server():
+        url = server.create_database()
+        await upgrade(url)
+        async with emulator() as emu, gateway(emu, gateway_secret=SECRET, ledger_url=url) as gw:
+            server.stop()  # the database goes away while the gateway runs
+            with pytest.raises(InvalidStatus) as refused:
+                async with client(gw, token=_token("alice")):
+                    pass
+            response = refused.value.response
+            assert response.status_code == 503
+            assert b"ledger_unavailable" in response.body and b"try again shortly" in response.body
+            assert response.headers["Retry-After"] == "5"
+            assert emu.stats.connections_accepted == 0
+            # The operator is told why, at ERROR (and the no_error_logs check is satisfied here).
+            (logged,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+            assert logged.startswith("refused alice: ledger: could not take a session lease in postgresql")
+            caplog.clear()
+            server.start()
+            async with client(gw, token=_token("alice")) as c:  # back: served again
+                await c.until("session.created")

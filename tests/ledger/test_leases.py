@@ -15,12 +15,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from realtalk.ledger import upgrade
+from realtalk.ledger import Ledger, upgrade
 from realtalk.ledger.database import create_ledger_engine
-from realtalk.ledger.leases import LeaseUnavailable, SessionLeases
+from realtalk.ledger.leases import LOST_REASON, LeaseUnavailable, SessionLeases
+from realtalk.ledger.schema import sessions
 
-from .conftest import T0
+from .conftest import T0, session
 
 TTL_S = 30.0
 
@@ -152,3 +154,33 @@ async def test_an_unreachable_database_raises_lease_unavailable_without_the_pass
         assert leases.held == 0
     finally:
         await engine.dispose()
+
+
+async def test_the_ledger_rows_of_a_dead_replicas_sessions_are_ended_when_their_leases_expire(
+    replica: Any, empty_db_url: str
+) -> None:
+    clock = Clock()
+    async with await Ledger.open(empty_db_url) as ledger, replica(clock) as dead, replica(clock) as alive:
+        for session_id in ("s1", "s2"):
+            ledger.session_started(session(session_id))
+        ledger.session_ended("s2", T0 + timedelta(seconds=5), "client_closed")
+        await ledger.flush()
+        assert await dead.acquire(session_id="s1", user="alice", limit=5) is not None
+        assert await dead.acquire(session_id="s2", user="alice", limit=5) is not None
+        await alive.acquire(session_id="s3", user="bob", limit=1)
+        clock.advance(TTL_S + 1)
+
+        await alive.renew()
+
+        async with ledger.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(sessions.c.session_id, sessions.c.ended_at, sessions.c.end_reason).order_by(
+                        sessions.c.session_id
+                    )
+                )
+            ).all()
+        assert [tuple(row) for row in rows] == [
+            ("s1", T0 + timedelta(seconds=TTL_S), LOST_REASON),  # ended when its lease expired
+            ("s2", T0 + timedelta(seconds=5), "client_closed"),  # its own end is kept
+        ]

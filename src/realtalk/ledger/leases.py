@@ -15,8 +15,10 @@ process holds it (``holder``) and until when (``expires_at``).
   each lease lives ``ttl_s`` and the holder renews its own every ``ttl_s / 3`` (``run``). Leases
   nobody renewed are expired: skipped by the count and deleted by the next ``acquire`` for that
   user and by every renewal round. A dead replica's sessions therefore stop counting at most
-  ``ttl_s`` after it died. Times are the replicas' own UTC clocks: skew between replicas shortens
-  or lengthens that grace by the skew, which is why ``ttl_s`` is tens of seconds, not one.
+  ``ttl_s`` after it died, and the ledger rows of those sessions, which nobody else would end,
+  are ended at the lease's expiry with the reason ``gateway_lost``. Times are the replicas' own
+  UTC clocks: skew between replicas shortens or lengthens that grace by the skew, which is why
+  ``ttl_s`` is tens of seconds, not one.
 
 The database is asked on every admission (one short transaction); a database that cannot be
 reached raises ``LeaseUnavailable``, and the gateway refuses the client with 503 rather than let
@@ -41,14 +43,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from realtalk.ledger.database import redact_url
-from realtalk.ledger.schema import session_leases
+from realtalk.ledger.schema import session_leases, sessions
 
-__all__ = ["DEFAULT_TTL_S", "Lease", "LeaseUnavailable", "SessionLeases", "holder_name"]
+__all__ = ["DEFAULT_TTL_S", "LOST_REASON", "Lease", "LeaseUnavailable", "SessionLeases", "holder_name"]
 
 logger = logging.getLogger("realtalk.ledger")
 
 DEFAULT_TTL_S: Final = 60.0
 _LOCK_NAMESPACE: Final = b"realtalk.session_leases:"
+# The end reason of a session whose gateway stopped renewing its lease (killed, lost its node).
+LOST_REASON: Final = "gateway_lost"
 
 
 class LeaseUnavailable(Exception):
@@ -77,6 +81,27 @@ def _lock_key(user: str) -> int:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+async def _expire(connection: AsyncConnection, now: datetime, user: str | None = None) -> None:
+    """Delete the expired leases (of ``user``, or of everyone). Their sessions' ledger rows, left
+    open by a gateway that died, are ended at the lease's expiry with ``LOST_REASON``."""
+    expired = session_leases.c.expires_at <= now
+    if user is not None:
+        expired = and_(session_leases.c.user == user, expired)
+    lease_of_session = session_leases.c.session_id == sessions.c.session_id
+    await connection.execute(
+        update(sessions)
+        .where(
+            sessions.c.ended_at.is_(None),
+            sessions.c.session_id.in_(select(session_leases.c.session_id).where(expired)),
+        )
+        .values(
+            ended_at=select(session_leases.c.expires_at).where(lease_of_session).scalar_subquery(),
+            end_reason=LOST_REASON,
+        )
+    )
+    await connection.execute(delete(session_leases).where(expired))
 
 
 class SessionLeases:
@@ -146,11 +171,7 @@ class SessionLeases:
                     await connection.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(user)}
                     )
-                await connection.execute(
-                    delete(session_leases).where(
-                        session_leases.c.user == user, session_leases.c.expires_at <= now
-                    )
-                )
+                await _expire(connection, now, user)
                 taken = (await connection.execute(take)).rowcount == 1
         except (OSError, DBAPIError) as exc:
             raise self._unavailable("take a session lease", exc) from None
@@ -218,7 +239,7 @@ class SessionLeases:
         try:
             async with self._engine.begin() as connection:
                 renewed = await self._renew_in(connection, ids, now)
-                await connection.execute(delete(session_leases).where(session_leases.c.expires_at <= now))
+                await _expire(connection, now)
         except (OSError, DBAPIError) as exc:
             raise self._unavailable("renew session leases", exc) from None
         if renewed < len(ids):
