@@ -93,3 +93,33 @@ async def test_a_configured_ledger_that_cannot_be_used_stops_the_gateway_from_st
     assert "hunter2" not in str(failure.value)
     # Turned off: no ledger, and no file either.
     assert await open_ledger(GatewayConfig.from_settings(gateway_settings(None, ledger_url="off"))) is None
+
+
+async def test_a_reply_cut_after_response_done_updates_its_row_with_what_was_heard(
+    emulator: Callable[..., Any],
+    gateway: Callable[..., Any],
+    client: Callable[..., Any],
+    _ledger_in_tmp: Path,
+) -> None:
+    # An SDK client (no UI extension) barges in the usual way: the reply was fully generated
+    # (response.done came), the user spoke over it 300 ms in, and the client truncates the item.
+    heard_ms = 300
+    async with emulator() as emu, gateway(emu) as gw:
+        async with client(gw) as c:
+            for event in text_turn("tell me a long story"):
+                await c.send(event)
+            await c.until("response.done")
+            added = next(e for e in c.events if e["type"] == "response.output_item.added")
+            truncate = {"item_id": added["item"]["id"], "content_index": 0, "audio_end_ms": heard_ms}
+            await c.send({"type": "conversation.item.truncate", **truncate})
+            await c.until("conversation.item.truncated")
+        await asyncio.sleep(0.3)
+    _, responses = await _ledger_rows(_ledger_in_tmp)
+    [row] = responses
+    assert row.audio_generated_ms > heard_ms
+    assert row.audio_heard_ms == heard_ms
+    # The unheard share of the audio out, priced as the core prices it (to the nano-dollar).
+    unheard_share = Decimal(row.audio_generated_ms - heard_ms) / Decimal(row.audio_generated_ms)
+    expected = row.audio_out_usd * unheard_share
+    assert 0 < row.unheard_audio_usd < row.audio_out_usd
+    assert abs(row.unheard_audio_usd - expected) <= row.audio_out_usd / row.audio_generated_ms

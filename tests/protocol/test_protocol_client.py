@@ -14,6 +14,7 @@ from realtalk.errors import LocalProtocolError
 from realtalk.protocol import (
     AgentProfile,
     AudioChunk,
+    AudioCut,
     ClientProtocol,
     FlushPlayback,
     LatencyMeasured,
@@ -288,6 +289,66 @@ def test_a_finished_response_still_playing_is_truncated(wire: Any) -> None:
     assert h.take_events(FlushPlayback) == [FlushPlayback("item_A")]
     h.proto.playback_flushed("item_A", played_samples_total=2400)
     assert [(m["type"], m["audio_end_ms"]) for m in h.take_sent()] == [("conversation.item.truncate", 100)]
+
+
+def test_a_cut_after_response_done_prices_the_unheard_audio_and_says_so(wire: Any) -> None:
+    # The usual VAD barge-in: the reply was billed already; what was not heard is priced now.
+    h = Harness(wire)
+    h.start()
+    h.assistant_speaking(chunks=4)  # 4 x 2400 samples at 24 kHz: 400 ms generated
+    h.feed(*wire.assistant_finish("resp_1", "item_A", "item_U", "Hi there."), wire.response_done("resp_1"))
+    [finished] = h.take_events(ResponseFinished)
+    assert finished.turn_cost is not None and finished.turn_cost.unheard_audio_usd == 0
+    h.proto.audio_played("item_A", 2400, now_s=1.0)
+    h.feed(wire.speech_started("item_U2", 20000))
+    h.proto.playback_flushed("item_A", played_samples_total=2400)
+    h.drain()
+
+    [cut] = h.take_events(AudioCut)
+    assert (cut.response_id, cut.item_id, cut.heard_ms, cut.generated_ms) == ("resp_1", "item_A", 100, 400)
+    assert cut.turn_cost is not None
+    audio_out_usd = finished.turn_cost.cost.audio_out_usd
+    assert cut.turn_cost.unheard_audio_usd == audio_out_usd * Decimal(3) / Decimal(4)
+    assert h.proto.costs.unheard_audio_usd == cut.turn_cost.unheard_audio_usd
+    # The server's confirmation of our own truncate is not a second cut.
+    h.feed(wire.truncated("item_A", 100))
+    assert h.take_events(AudioCut) == []
+
+
+def test_a_cut_before_response_done_is_priced_when_the_response_is_billed(wire: Any) -> None:
+    h = Harness(wire)
+    h.start()
+    h.assistant_speaking(chunks=4)
+    h.proto.audio_played("item_A", 4800, now_s=1.0)
+    h.proto.interrupt()
+    h.proto.playback_flushed("item_A", played_samples_total=4800)
+    h.drain()
+    [cut] = h.take_events(AudioCut)
+    assert (cut.heard_ms, cut.generated_ms, cut.turn_cost) == (200, 400, None)
+    h.feed(wire.response_done("resp_1", status="cancelled"))
+    [finished] = h.take_events(ResponseFinished)
+    assert finished.turn_cost is not None
+    assert finished.turn_cost.unheard_audio_usd == finished.turn_cost.cost.audio_out_usd / 2
+
+
+def test_a_truncate_by_another_client_is_a_cut_priced_at_what_the_server_says_was_heard(wire: Any) -> None:
+    # A gateway's core: its client sends the truncate itself; the core sees only the server's answer.
+    h = Harness(wire)
+    h.start()
+    h.assistant_speaking(chunks=4)
+    h.feed(*wire.assistant_finish("resp_1", "item_A", "item_U", "Hi there."), wire.response_done("resp_1"))
+    [finished] = h.take_events(ResponseFinished)
+    assert finished.turn_cost is not None
+
+    h.feed(wire.truncated("item_A", 300))
+
+    [cut] = h.take_events(AudioCut)
+    assert (cut.heard_ms, cut.generated_ms) == (300, 400)
+    assert cut.turn_cost is not None
+    assert cut.turn_cost.unheard_audio_usd == finished.turn_cost.cost.audio_out_usd / 4
+    assert h.take_sent() == []  # nothing to send: the truncate was someone else's
+    h.feed(wire.truncated("item_A", 300))  # a repeat changes nothing
+    assert h.take_events(AudioCut) == []
 
 
 def test_with_interrupt_response_false_barge_in_sends_response_cancel(wire: Any) -> None:

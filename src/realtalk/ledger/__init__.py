@@ -19,11 +19,12 @@ The ledger takes values, never settings: ``cli/`` and ``gateway/`` pick the URL
 from realtalk.ledger.database import ledger_url, redact_url
 from realtalk.ledger.migrate import UpgradeResult, head_revision, upgrade
 from realtalk.ledger.queries import responses_between, session_count, spend_usd
-from realtalk.ledger.records import ResponseRecord, ResponseRow, SessionEnd, SessionRecord
+from realtalk.ledger.records import ResponseHeard, ResponseRecord, ResponseRow, SessionEnd, SessionRecord
 from realtalk.ledger.writer import Ledger
 
 __all__ = [
     "Ledger",
+    "ResponseHeard",
     "ResponseRecord",
     "ResponseRow",
     "SessionEnd",

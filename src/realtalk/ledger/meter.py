@@ -8,8 +8,10 @@ waits: ``Ledger`` queues and commits in the background.
 What a row can know at ``response.done`` is what it holds: the usage and cost exactly as the core
 priced them, the audio generated, the voice-to-voice latency if it was measured by then, and what
 tools cost since the previous row (a delegated question). How much of the audio was heard is only
-known once playback ends or a barge-in cuts it; it is written when already known (a cut before the
-response finished) and left empty otherwise.
+known once a barge-in cuts it: a cut before ``response.done`` is in the row; a cut after it (the
+usual case: the model generates faster than real time) updates the row's ``audio_heard_ms`` and
+``unheard_audio_usd`` (``AudioCut``). A row whose audio was never cut keeps ``audio_heard_ms``
+empty: played to the end, or the session ended first.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
-from realtalk.ledger.records import ResponseRecord, SessionRecord
+from realtalk.ledger.records import ResponseHeard, ResponseRecord, SessionRecord
 from realtalk.ledger.writer import Ledger
-from realtalk.protocol.app_events import LatencyMeasured, ResponseFinished, ToolCallFinished
+from realtalk.protocol.app_events import AudioCut, LatencyMeasured, ResponseFinished, ToolCallFinished
 from realtalk.protocol.conversation import Conversation
 
 __all__ = ["SessionMeter"]
@@ -59,6 +61,7 @@ class SessionMeter:
         self._pricing_model = pricing_model
         self._clock = clock
         self._latency_ms: OrderedDict[str, float] = OrderedDict()
+        self._written: OrderedDict[str, None] = OrderedDict()  # response ids with a row (recent)
         self._tools_usd = Decimal(0)
         self._ended = False
         self.responses_written = 0
@@ -98,6 +101,20 @@ class SessionMeter:
                 self._tools_usd = Decimal(0)
                 self.ledger.response_done(record)
                 self.responses_written += 1
+                if turn.response_id:
+                    self._written[turn.response_id] = None
+                    while len(self._written) > _LATENCIES_KEPT:
+                        self._written.popitem(last=False)
+            case AudioCut(turn_cost=turn) if turn is not None and event.response_id in self._written:
+                _, heard_ms = _audio_ms(conversation, event.response_id)
+                self.ledger.response_heard(
+                    ResponseHeard(
+                        self.session_id,
+                        event.response_id,
+                        audio_heard_ms=heard_ms if heard_ms is not None else event.heard_ms,
+                        unheard_audio_usd=turn.unheard_audio_usd,
+                    )
+                )
             case _:
                 pass
 
@@ -120,7 +137,6 @@ def _audio_ms(conversation: Conversation, response_id: str | None) -> tuple[int,
             continue
         rate = item.sample_rate_hz
         generated += item.audio_received_samples * 1000 // rate
-        if item.cut:
-            known = True
-            heard += item.audio_played_samples * 1000 // rate
+        heard += item.audio_played_samples * 1000 // rate
+        known = known or item.cut
     return generated, (heard if known else None)

@@ -14,7 +14,7 @@ from typing import Final
 
 from realtalk.protocol.cost import TurnCost
 
-__all__ = ["ResponseRecord", "ResponseRow", "SessionEnd", "SessionRecord"]
+__all__ = ["ResponseHeard", "ResponseRecord", "ResponseRow", "SessionEnd", "SessionRecord"]
 
 _ZERO: Final = Decimal(0)
 # Money columns are NUMERIC(18, 9): below a billion dollars per figure.
@@ -70,6 +70,24 @@ class SessionEnd:
 
     def __post_init__(self) -> None:
         _check_aware("ended_at", self.ended_at)
+
+
+@dataclass(frozen=True)
+class ResponseHeard:
+    """How much of a response's audio was heard, learnt after its row was written (a barge-in
+    after ``response.done``, the usual case): the row's ``audio_heard_ms`` and
+    ``unheard_audio_usd`` are set to these."""
+
+    session_id: str
+    response_id: str
+    audio_heard_ms: int
+    unheard_audio_usd: Decimal
+
+    def __post_init__(self) -> None:
+        if self.audio_heard_ms < 0:
+            raise ValueError(f"audio_heard_ms must be >= 0, got {self.audio_heard_ms}")
+        if not self.unheard_audio_usd.is_finite() or self.unheard_audio_usd < 0:
+            raise ValueError(f"unheard_audio_usd must be a Decimal >= 0, got {self.unheard_audio_usd!r}")
 
 
 @dataclass(frozen=True)

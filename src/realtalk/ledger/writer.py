@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from realtalk.ledger.database import create_ledger_engine, redact_url
 from realtalk.ledger.migrate import prepare
-from realtalk.ledger.records import ResponseRecord, SessionEnd, SessionRecord
+from realtalk.ledger.records import ResponseHeard, ResponseRecord, SessionEnd, SessionRecord
 from realtalk.ledger.schema import responses, sessions
 from realtalk.protocol.retry import backoff_delays_s
 
@@ -49,7 +49,7 @@ __all__ = ["Ledger"]
 
 logger = logging.getLogger("realtalk.ledger")
 
-Item = SessionRecord | ResponseRecord | SessionEnd
+Item = SessionRecord | ResponseRecord | SessionEnd | ResponseHeard
 
 _DROP_LOG_EVERY: Final = 1000
 _FAILURE_LOG_EVERY_S: Final = 10.0
@@ -149,6 +149,10 @@ class Ledger:
     def response_done(self, record: ResponseRecord) -> None:
         """Queue one billed response; committed within about ``flush_interval_s``. Never blocks."""
         self._put(record)
+
+    def response_heard(self, heard: ResponseHeard) -> None:
+        """Queue what was heard of a response already queued or written. Never blocks."""
+        self._put(heard)
 
     def session_ended(self, session_id: str, ended_at: datetime, reason: str | None) -> None:
         """Queue the end of a session. Never blocks."""
@@ -285,6 +289,7 @@ class Ledger:
         started = [item for item in batch if isinstance(item, SessionRecord)]
         done = [item for item in batch if isinstance(item, ResponseRecord)]
         ended = [item for item in batch if isinstance(item, SessionEnd)]
+        heard = [item for item in batch if isinstance(item, ResponseHeard)]
         # Stand-ins for sessions whose own row was lost, so a response row always has its session.
         starting = {item.session_id for item in started}
         stand_ins: dict[str, dict[str, Any]] = {}
@@ -301,6 +306,26 @@ class Ledger:
             if done:
                 await connection.execute(
                     self._insert_ignoring(responses), [_row(r, _RESPONSE_FIELDS) for r in done]
+                )
+            if heard:  # after the inserts: a row and what was heard of it may share a batch
+                await connection.execute(
+                    update(responses)
+                    .where(
+                        responses.c.session_id == bindparam("heard_session_id"),
+                        responses.c.response_id == bindparam("heard_response_id"),
+                    )
+                    .values(
+                        audio_heard_ms=bindparam("heard_ms"), unheard_audio_usd=bindparam("heard_unheard_usd")
+                    ),
+                    [
+                        {
+                            "heard_session_id": h.session_id,
+                            "heard_response_id": h.response_id,
+                            "heard_ms": h.audio_heard_ms,
+                            "heard_unheard_usd": h.unheard_audio_usd,
+                        }
+                        for h in heard
+                    ],
                 )
             if ended:
                 statement = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .app_events import (
     AppEvent,
     AudioChunk,
+    AudioCut,
     FlushPlayback,
     LatencyMeasured,
     ProtocolViolation,
@@ -56,6 +57,7 @@ __all__ = [
     "AgentProfile",
     "AppEvent",
     "AudioChunk",
+    "AudioCut",
     "AudioFormatSpec",
     "ClientProtocol",
     "Conversation",

@@ -18,6 +18,7 @@ from .events import ServerEvent, UnknownServerEvent
 __all__ = [
     "AppEvent",
     "AudioChunk",
+    "AudioCut",
     "FlushPlayback",
     "LatencyMeasured",
     "ProtocolViolation",
@@ -64,6 +65,24 @@ class FlushPlayback:
     """Stop playing ``item_id`` now and drop what is buffered, then call ``playback_flushed``."""
 
     item_id: str
+
+
+@dataclass(frozen=True)
+class AudioCut:
+    """A reply's audio was cut off: ``heard_ms`` of its ``generated_ms`` were heard.
+
+    Emitted when this client's playback stopped early (a barge-in, an interrupt) and when the
+    server confirms a truncate sent by someone else (the client of a gateway). ``turn_cost`` is the
+    response's cost with the unheard share priced, when the response was already billed (a VAD
+    barge-in usually comes after ``response.done``); ``None`` when it was not yet, in which case
+    its ``ResponseFinished`` carries the cut.
+    """
+
+    response_id: str
+    item_id: str
+    heard_ms: int
+    generated_ms: int
+    turn_cost: TurnCost | None
 
 
 @dataclass(frozen=True)
@@ -188,6 +207,7 @@ AppEvent = (
     SessionReady
     | AudioChunk
     | FlushPlayback
+    | AudioCut
     | TranscriptUpdated
     | SpeechStarted
     | SpeechStopped

@@ -39,6 +39,7 @@ from typing import Any, Final, cast, get_type_hints
 
 from openai.types.realtime import (
     ConversationItemInputAudioTranscriptionFailedEvent,
+    ConversationItemTruncatedEvent,
     InputAudioBufferSpeechStartedEvent,
     InputAudioBufferSpeechStoppedEvent,
     RealtimeErrorEvent,
@@ -58,6 +59,7 @@ from . import events as wire
 from .app_events import (
     AppEvent,
     AudioChunk,
+    AudioCut,
     FlushPlayback,
     LatencyMeasured,
     ProtocolViolation,
@@ -429,13 +431,29 @@ class ClientProtocol:
             )
         if not item.playback_finished:
             self.conversation.cut(item_id)
-            if item.response_id is not None:
-                self.costs.record_playback(
-                    item.response_id,
-                    played_samples=item.audio_played_samples,
-                    received_samples=item.audio_received_samples,
-                )
+            self._price_cut(item_id)
         self._emit_transcript_if_changed(version)
+
+    def _price_cut(self, item_id: str) -> None:
+        """Price the unheard part of a cut item's response and say so (``AudioCut``)."""
+        item = self.conversation.item(item_id)
+        if item is None or item.response_id is None or item.audio_received_samples <= 0:
+            return
+        turn = self.costs.record_playback(
+            item.response_id,
+            played_samples=item.audio_played_samples,
+            received_samples=item.audio_received_samples,
+        )
+        rate = item.sample_rate_hz
+        self._events.append(
+            AudioCut(
+                item.response_id,
+                item_id,
+                heard_ms=item.audio_played_samples * 1000 // rate,
+                generated_ms=item.audio_received_samples * 1000 // rate,
+                turn_cost=turn,
+            )
+        )
 
     def _known(self, item_id: str) -> bool:
         # The player reports from its own clock, behind the wire: after a reconnect it still drains
@@ -568,6 +586,14 @@ class ClientProtocol:
     def _handle(self, event: ServerEvent | UnknownServerEvent, now_s: float) -> None:
         if isinstance(event, ResponseAudioDeltaEvent):
             self._on_audio_delta(event, now_s)  # counted here: the conversation does not decode audio
+            return
+        if isinstance(event, ConversationItemTruncatedEvent):
+            # Truncated by someone else (a gateway's client sends its own truncate): the
+            # conversation takes the server's word for what was heard; price what was not.
+            cut_before = self.conversation.is_cut(event.item_id)
+            self.conversation.apply(event)
+            if not cut_before and self.conversation.is_cut(event.item_id):
+                self._price_cut(event.item_id)
             return
         self.conversation.apply(event)
         match event:

@@ -273,16 +273,23 @@ class CostTracker:
             raise ValueError(f"a tool's cost must be a number >= 0, got {cost_usd!r}")
         self._cost = self._cost + CostBreakdown(tools_usd=cost_usd)
 
-    def record_playback(self, response_id: str, *, played_samples: int, received_samples: int) -> None:
-        """Record how much of a response's audio was heard, for the cost of what was not."""
+    def record_playback(
+        self, response_id: str, *, played_samples: int, received_samples: int
+    ) -> TurnCost | None:
+        """Record how much of a response's audio was heard, for the cost of what was not.
+
+        Returns the response's turn with the unheard share priced when it was already billed;
+        ``None`` when it was not yet (``add_turn`` prices it then)."""
         for index, turn in enumerate(self._turns):
             if turn.response_id == response_id:
                 unheard = self._unheard_usd_for(turn.usage, played_samples, received_samples)
                 self._unheard_usd += unheard - turn.unheard_audio_usd
-                self._turns[index] = replace(turn, unheard_audio_usd=unheard)
-                return
+                updated = replace(turn, unheard_audio_usd=unheard)
+                self._turns[index] = updated
+                return updated
         if len(self._playback) < 64:  # only a handful of responses are ever in flight
             self._playback[response_id] = (played_samples, received_samples)
+        return None
 
     def _unheard_usd_for(self, usage: Usage, played_samples: int, received_samples: int) -> Decimal:
         if received_samples <= 0:
