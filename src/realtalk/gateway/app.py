@@ -20,7 +20,7 @@ from realtalk.emulator import Engines
 from realtalk.errors import ConfigError
 from realtalk.gateway.config import GatewayConfig
 from realtalk.gateway.relay import COMPILED_FAST_PATH
-from realtalk.gateway.routes import ops, realtime, tokens, ui
+from realtalk.gateway.routes import ops, realtime, tokens, ui, usage
 from realtalk.gateway.state import GatewayState
 from realtalk.gateway.upstream import start_upstream
 from realtalk.ledger import Ledger
@@ -106,5 +106,6 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(tokens.router)
     app.include_router(ui.router)
+    app.include_router(usage.router)
     app.mount("/static", StaticFiles(directory=state.static_dir, check_dir=False), name="static")
     return app

@@ -8,6 +8,9 @@ The per-frame figures (events and bytes each way, the added-latency histogram) a
 session in plain integers (:class:`Traffic`: a few additions per frame, no lock) and summed when
 ``/metrics`` is scraped; prometheus_client's own counters, which take a lock per update, are used
 for everything else.
+
+The usage ledger's writer counts what it could not write; ``watch_ledger`` adds those counts
+(``realtalk_ledger_*``), read from the ``Ledger`` at each scrape.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from decimal import Decimal
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from realtalk.gateway.policy import ALLOWED_EVENT_TYPES
+from realtalk.ledger import Ledger
 from realtalk.protocol import TurnCost
 from realtalk.protocol.events import KNOWN_SERVER_EVENT_TYPES
 
@@ -140,6 +144,39 @@ class _TrafficCollector(Collector):
         yield latency
 
 
+class _LedgerCollector(Collector):
+    """The ledger writer's own counts, read when ``/metrics`` is scraped (they are plain
+    integers the writer keeps; nothing is counted twice)."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        ledger = self._metrics.ledger
+        yield GaugeMetricFamily(
+            "realtalk_ledger_enabled",
+            "1 when sessions are written to the usage ledger, 0 when it is off or could not be opened.",
+            value=0 if ledger is None else 1,
+        )
+        if ledger is None:
+            return
+        yield CounterMetricFamily(
+            "realtalk_ledger_rows_dropped",
+            "Ledger rows dropped because the writer's queue was full (or the ledger was closing).",
+            value=ledger.dropped_rows,
+        )
+        yield CounterMetricFamily(
+            "realtalk_ledger_rows_rejected",
+            "Ledger rows the database refused (a constraint or data error), logged and skipped.",
+            value=ledger.rejected_rows,
+        )
+        yield GaugeMetricFamily(
+            "realtalk_ledger_rows_pending",
+            "Ledger rows accepted but not committed yet (queued, or being written or retried).",
+            value=ledger.pending_rows,
+        )
+
+
 class GatewayMetrics:
     """The gateway's counters, gauges and histograms."""
 
@@ -175,7 +212,14 @@ class GatewayMetrics:
             registry=r,
         )
         r.register(_TrafficCollector(self))
+        self.ledger: Ledger | None = None
+        r.register(_LedgerCollector(self))
         self._codes: set[str] = set()
+
+    def watch_ledger(self, ledger: Ledger | None) -> None:
+        """Report ``ledger``'s writer counts (``realtalk_ledger_*``) from now on; ``None``: the
+        gateway has no ledger (``realtalk_ledger_enabled 0``)."""
+        self.ledger = ledger
 
     def open_traffic(self) -> Traffic:
         """A session's counters, summed into the metrics until ``close_traffic``."""

@@ -5,6 +5,7 @@
  * Nothing connects on page load: an upstream session is opened (and billed) only after the
  * user presses Start. Start waits for the gateway's answer on sign-in: where a sign-in is
  * needed, the page asks for it first instead of offering a Start that can only be refused.
+ * Once the user may talk, a line shows what they spent today (`usage.js`).
  *
  * @module app
  */
@@ -12,6 +13,7 @@
 import { missingAudioSupport } from "./audio.js";
 import { checkSession, signIn } from "./auth.js";
 import { VoiceController } from "./controller.js";
+import { UsageMonitor } from "./usage.js";
 import { View } from "./view.js";
 
 /** @param {string} id @returns {HTMLInputElement} */
@@ -25,6 +27,10 @@ const controller = new VoiceController(view, () => ({
   noiseSuppression: input("noise-suppression").checked,
   autoGainControl: input("auto-gain").checked,
 }));
+const usage = new UsageMonitor((answer) => view.setUsage(answer));
+/** The phases of a session that is connecting or open: leaving them means it ended. */
+const SESSION_PHASES = new Set(["connecting", "listening", "user-speaking", "thinking", "agent-speaking"]);
+view.onPhaseChange = (phase) => usage.setInSession(SESSION_PHASES.has(phase));
 
 /** Test hooks: getters over live state, each returning a copy; nothing here can change it. */
 const hooks = Object.freeze({
@@ -96,6 +102,13 @@ const hooks = Object.freeze({
   get tools() {
     return controller.toolCalls;
   },
+  /**
+   * @returns {{state: string, usage?: Record<string, unknown>} | null} the last answer of
+   *   `GET api/usage` (null before the first): today's spend, sessions and budgets, as the gateway said
+   */
+  get usage() {
+    return usage.last && JSON.parse(JSON.stringify(usage.last));
+  },
 });
 Object.defineProperty(window, "realtalk", { value: hooks, writable: false, configurable: false });
 
@@ -105,6 +118,7 @@ async function refreshAuth() {
   view.showAuth(state === "token-required");
   view.setSignedIn(info.subject, state === "ok" && info.auth_required === true);
   controller.setSignIn(state);
+  usage.setEnabled(state === "ok");
   if (state === "unavailable") view.showNotice("error", "The gateway cannot be reached.", "unreachable");
   // If the gateway says where sessions go, show it before Start (realtalk.session confirms later).
   if (typeof info.upstream === "string" && !controller.session) view.setUpstream(info.upstream, info.deployment);

@@ -9,6 +9,7 @@
  */
 
 import { SESSION_ENDED } from "./tools.js";
+import { describeUsage } from "./usage.js";
 
 /** @param {string} id @returns {HTMLElement} */
 function byId(id) {
@@ -93,6 +94,9 @@ export class View {
     this.toolLog = byId("tool-log");
     /** @type {Map<string, HTMLLIElement>} */
     this.runningTools = new Map();
+    this.usage = byId("usage");
+    /** Called with the new phase whenever the status changes phase (app.js follows sessions). */
+    this.onPhaseChange = (/** @type {string} */ _phase) => {};
   }
 
   /**
@@ -174,7 +178,35 @@ export class View {
   /** @param {string} phase @param {string} text */
   setStatus(phase, text) {
     if (this.status.textContent !== text) this.status.textContent = text;
+    if (this.status.dataset.phase === phase) return;
     this.status.dataset.phase = phase;
+    this.onPhaseChange(phase);
+  }
+
+  /**
+   * Today's usage line. It is a polite live region: it is written only when the words change, so
+   * a refresh that finds nothing new says nothing. A failed refresh keeps the figures shown.
+   * @param {import("./usage.js").UsageAnswer} answer
+   */
+  setUsage(answer) {
+    const line = this.usage;
+    if (answer.state === "signed-out") {
+      line.hidden = true;
+      return;
+    }
+    let text = "";
+    if (answer.state === "unavailable") {
+      if (!line.hidden && line.dataset.state !== "unavailable") return;
+      text = "Today's usage cannot be read right now.";
+      line.title = "";
+    } else {
+      text = describeUsage(answer.usage);
+      const hours = (answer.usage.resets_in_s / 3600).toFixed(1);
+      line.title = answer.usage.ledger ? `Daily figures reset at midnight UTC, in ${hours} hours.` : "";
+    }
+    line.dataset.state = answer.state === "ok" ? (answer.usage.ledger ? "ok" : "off") : answer.state;
+    if (line.textContent !== text) line.textContent = text;
+    line.hidden = false;
   }
 
   /** @param {{upstream?: string, deployment?: string, budget_usd?: number | string | null}} session */
