@@ -265,6 +265,8 @@ async def test_metrics_carry_the_ledgers_counts_next_to_the_gateways_own(
         "realtalk_ledger_rows_dropped_total 0.0",
         "realtalk_ledger_rows_rejected_total 0.0",
         "realtalk_ledger_rows_pending 0.0",
+        "realtalk_ledger_queue_capacity 10000.0",
+        "realtalk_ledger_session_leases_held 0.0",  # the session ended: its lease is given back
         # The gateway's own counters are still there, unchanged.
         "realtalk_gateway_sessions_total 1.0",
         'realtalk_gateway_session_ends_total{reason="client_closed"} 1.0',
@@ -286,7 +288,10 @@ async def test_the_ledger_metrics_follow_the_writers_counts(tmp_path: Path) -> N
         written = metrics.render().decode()
         committed = await session_count(ledger, since=started)
     assert "realtalk_ledger_rows_pending 2.0" in queued
+    assert "realtalk_ledger_rows_written_total 0.0" in queued
     assert "realtalk_ledger_rows_dropped_total 1.0" in queued
+    assert "realtalk_ledger_queue_capacity 2.0" in queued
+    assert "realtalk_ledger_rows_written_total 2.0" in written
     assert "realtalk_ledger_rows_pending 0.0" in written
     assert "realtalk_ledger_rows_dropped_total 1.0" in written
     assert "realtalk_ledger_rows_rejected_total 0.0" in written

@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from realtalk.gateway.policy import ALLOWED_EVENT_TYPES
 from realtalk.ledger import Ledger
+from realtalk.ledger.leases import SessionLeases
 from realtalk.protocol import TurnCost
 from realtalk.protocol.events import KNOWN_SERVER_EVENT_TYPES
 
@@ -161,6 +162,16 @@ class _LedgerCollector(Collector):
         if ledger is None:
             return
         yield CounterMetricFamily(
+            "realtalk_ledger_rows_written",
+            "Ledger rows committed (sessions, responses and their updates).",
+            value=ledger.written_rows,
+        )
+        yield GaugeMetricFamily(
+            "realtalk_ledger_queue_capacity",
+            "Rows the ledger writer's queue holds before it drops new ones.",
+            value=ledger.max_queue,
+        )
+        yield CounterMetricFamily(
             "realtalk_ledger_rows_dropped",
             "Ledger rows dropped because the writer's queue was full (or the ledger was closing).",
             value=ledger.dropped_rows,
@@ -175,6 +186,13 @@ class _LedgerCollector(Collector):
             "Ledger rows accepted but not committed yet (queued, or being written or retried).",
             value=ledger.pending_rows,
         )
+        leases = self._metrics.leases
+        if leases is not None:
+            yield GaugeMetricFamily(
+                "realtalk_ledger_session_leases_held",
+                "Open sessions this replica holds a lease for in the ledger (the shared per-user count).",
+                value=leases.held,
+            )
 
 
 class GatewayMetrics:
@@ -213,13 +231,15 @@ class GatewayMetrics:
         )
         r.register(_TrafficCollector(self))
         self.ledger: Ledger | None = None
+        self.leases: SessionLeases | None = None
         r.register(_LedgerCollector(self))
         self._codes: set[str] = set()
 
-    def watch_ledger(self, ledger: Ledger | None) -> None:
-        """Report ``ledger``'s writer counts (``realtalk_ledger_*``) from now on; ``None``: the
-        gateway has no ledger (``realtalk_ledger_enabled 0``)."""
+    def watch_ledger(self, ledger: Ledger | None, leases: SessionLeases | None = None) -> None:
+        """Report ``ledger``'s writer counts and the session leases held (``realtalk_ledger_*``)
+        from now on; ``None``: the gateway has no ledger (``realtalk_ledger_enabled 0``)."""
         self.ledger = ledger
+        self.leases = leases
 
     def open_traffic(self) -> Traffic:
         """A session's counters, summed into the metrics until ``close_traffic``."""

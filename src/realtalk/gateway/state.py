@@ -110,6 +110,7 @@ class GatewayState:
         if ledger is not None:
             self.leases = SessionLeases(ledger.engine, ttl_s=self.config.limits.session_lease_s)
             self.leases.start()
+        self.metrics.watch_ledger(ledger, self.leases)
         self._services = SessionServices(
             self.config,
             upstream,

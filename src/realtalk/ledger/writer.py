@@ -138,6 +138,16 @@ class Ledger:
         return self._rejected
 
     @property
+    def written_rows(self) -> int:
+        """Rows committed since the ledger was opened."""
+        return self._settled - self._rejected
+
+    @property
+    def max_queue(self) -> int:
+        """How many rows may wait to be written before new ones are dropped."""
+        return self._max_queue
+
+    @property
     def pending_rows(self) -> int:
         """Rows accepted but not yet committed (queued or being written)."""
         return self._accepted - self._settled

@@ -11,23 +11,17 @@ wait on the audio path's queue, so the answer is what the database holds.
 
 At most four indexed queries per request, whatever the ledger holds: the user's spend, their
 sessions, and the deployment's and the gateway's spend when those scopes have a cap.
-
-This router also has a lifespan of its own, entered after the app's: it points ``/metrics`` at
-the ledger the app opened (``realtalk_ledger_*``), so the ledger's counters are scraped with the
-gateway's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import JSONResponse
 
@@ -46,14 +40,7 @@ USAGE_TIMEOUT_S: Final = 5.0
 RETRY_AFTER_S: Final = 5
 
 
-@asynccontextmanager
-async def _watch_ledger(app: FastAPI) -> AsyncIterator[None]:
-    state: GatewayState = app.state.gateway
-    state.metrics.watch_ledger(state.ledger)
-    yield
-
-
-router = APIRouter(prefix="/api", lifespan=_watch_ledger)
+router = APIRouter(prefix="/api")
 
 
 def _error(status: int, code: str, message: str, retry_after_s: int | None = None) -> JSONResponse:
