@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     gateway_profile: Path | None = Field(default=None, validation_alias="REALTALK_GATEWAY_PROFILE")
     gateway_tokens: SecretStr | None = Field(default=None, validation_alias="REALTALK_GATEWAY_TOKENS")
     gateway_secret: SecretStr | None = Field(default=None, validation_alias="REALTALK_GATEWAY_SECRET")
+    # The secret before a rotation: tokens and cookies it signed stay valid until they expire.
+    gateway_previous_secret: SecretStr | None = Field(
+        default=None, validation_alias="REALTALK_GATEWAY_PREVIOUS_SECRET"
+    )
     gateway_token_ttl_s: int = Field(
         default=900, ge=30, le=86_400, validation_alias="REALTALK_GATEWAY_TOKEN_TTL_S"
     )

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from realtalk.errors import ConfigError
 from realtalk.gateway.auth import (
     COOKIE_NAME,
     REFUSAL,
@@ -21,6 +22,9 @@ from realtalk.gateway.auth import (
     origin_allowed,
     pick_subprotocol,
 )
+from realtalk.gateway.config import GatewayConfig
+
+from .conftest import gateway_settings
 
 STATIC = "static-token-0123456789"
 NOW = 1_800_000_000.0
@@ -55,6 +59,30 @@ def test_a_signed_token_is_valid_until_it_expires_and_cannot_be_forged() -> None
     head, payload, signature = token.split(".")
     assert isinstance(auth.verify(f"{head}.{payload}x.{signature}", NOW), AuthFailure)
     assert isinstance(auth.verify("rt1.a.b.c", NOW), AuthFailure)
+
+
+def test_after_a_secret_rotation_tokens_of_the_previous_secret_stay_valid_and_new_ones_use_the_new() -> None:
+    old_secret, new_secret = b"o" * 32, b"n" * 32
+    before = Authenticator(secret=old_secret, signed_tokens_configured=True)
+    issued_before, expires_at = before.mint("alice", NOW, ttl_s=600)
+    rotated = Authenticator(secret=new_secret, signed_tokens_configured=True, previous_secrets=[old_secret])
+    after_rotation = Authenticator(secret=new_secret, signed_tokens_configured=True)
+
+    assert rotated.verify(issued_before, NOW + 1) == Principal("alice", "signed", expires_at)
+    issued_after, bob_expires_at = rotated.mint("bob", NOW)
+    assert isinstance(before.verify(issued_after, NOW), AuthFailure)  # signed with the new secret only
+    assert after_rotation.verify(issued_after, NOW) == Principal("bob", "signed", bob_expires_at)
+    # Once the previous secret is dropped, its tokens are refused.
+    assert isinstance(after_rotation.verify(issued_before, NOW + 1), AuthFailure)
+
+
+def test_a_previous_secret_without_a_current_one_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="REALTALK_GATEWAY_PREVIOUS_SECRET is only read beside"):
+        GatewayConfig.from_settings(gateway_settings(None, gateway_previous_secret="p" * 40))
+    config = GatewayConfig.from_settings(
+        gateway_settings(None, gateway_secret="n" * 40, gateway_previous_secret="p" * 40)
+    )
+    assert config.previous_secret == b"p" * 40 and "p" * 40 not in repr(config)
 
 
 def test_minted_tokens_never_outlive_the_configured_ttl() -> None:

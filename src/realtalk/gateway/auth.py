@@ -112,6 +112,8 @@ class Authenticator:
             can exist) rather than generated.
         trust_principal_header: accept Azure Container Apps authentication's principal headers.
         token_ttl_s: the lifetime of minted tokens (the most a mint request may ask for).
+        previous_secrets: keys that signed tokens still in use but sign nothing new
+            (``REALTALK_GATEWAY_PREVIOUS_SECRET``, while a rotated secret's tokens expire).
     """
 
     def __init__(
@@ -122,9 +124,11 @@ class Authenticator:
         signed_tokens_configured: bool = False,
         trust_principal_header: bool = False,
         token_ttl_s: int = 900,
+        previous_secrets: Iterable[bytes] = (),
     ) -> None:
         self._static = tuple(token for token in static_tokens if token)
         self._secret = secret
+        self._verify_keys = (secret, *(key for key in previous_secrets if key))
         self.signed_tokens_configured = signed_tokens_configured
         self.trust_principal_header = trust_principal_header
         self.token_ttl_s = token_ttl_s
@@ -146,8 +150,9 @@ class Authenticator:
         signed = f"{_TOKEN_PREFIX}.{payload}"
         return f"{signed}.{self._sign(signed)}", expires_at
 
-    def _sign(self, text: str) -> str:
-        return _b64url(hmac.new(self._secret, text.encode("ascii"), hashlib.sha256).digest())
+    def _sign(self, text: str, key: bytes | None = None) -> str:
+        digest = hmac.new(self._secret if key is None else key, text.encode("ascii"), hashlib.sha256)
+        return _b64url(digest.digest())
 
     def verify(self, token: str, now_s: float) -> Principal | AuthFailure:
         """The principal a token stands for, or why it is not accepted."""
@@ -167,7 +172,13 @@ class Authenticator:
         if len(parts) != 3 or not parts[1].isascii():
             return AuthFailure("the signed token is malformed")
         signed = f"{parts[0]}.{parts[1]}"
-        if not hmac.compare_digest(self._sign(signed).encode("ascii"), _raw(parts[2])):
+        signature = _raw(parts[2])
+        # Every key is tried (no early exit), so the time taken does not tell which one matched.
+        matches = [
+            hmac.compare_digest(self._sign(signed, key).encode("ascii"), signature)
+            for key in self._verify_keys
+        ]
+        if not any(matches):
             return AuthFailure("the signed token's signature does not match")
         try:
             claims = json.loads(_b64url_decode(parts[1]))

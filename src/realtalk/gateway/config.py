@@ -32,6 +32,7 @@ class GatewayConfig:
     origins: tuple[str, ...] = ()
     static_tokens: tuple[str, ...] = field(default=(), repr=False)
     secret: bytes | None = field(default=None, repr=False)
+    previous_secret: bytes | None = field(default=None, repr=False)
     trust_principal_header: bool = False
     token_ttl_s: int = 900
     drain_s: float = 20.0
@@ -73,6 +74,17 @@ class GatewayConfig:
                 variable="REALTALK_GATEWAY_SECRET",
                 example="REALTALK_GATEWAY_SECRET=<48 random characters: secrets.token_urlsafe(48)>",
             )
+        previous = (
+            settings.gateway_previous_secret.get_secret_value().strip()
+            if settings.gateway_previous_secret
+            else ""
+        )
+        if previous and not secret:
+            raise ConfigError(
+                "REALTALK_GATEWAY_PREVIOUS_SECRET is only read beside REALTALK_GATEWAY_SECRET, during a "
+                "rotation: set the new secret too (or unset the previous one)",
+                variable="REALTALK_GATEWAY_PREVIOUS_SECRET",
+            )
         config = cls(
             host=settings.gateway_host,
             port=settings.gateway_port,
@@ -95,6 +107,7 @@ class GatewayConfig:
             origins=settings.gateway_origins,
             static_tokens=tokens,
             secret=secret.encode() if secret else None,
+            previous_secret=previous.encode() if previous else None,
             trust_principal_header=settings.gateway_trust_principal_header,
             token_ttl_s=settings.gateway_token_ttl_s,
             drain_s=settings.gateway_drain_s,

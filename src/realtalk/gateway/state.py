@@ -90,6 +90,7 @@ class GatewayState:
             signed_tokens_configured=config.secret is not None,
             trust_principal_header=config.trust_principal_header,
             token_ttl_s=config.token_ttl_s,
+            previous_secrets=(config.previous_secret,) if config.previous_secret else (),
         )
         self.admissions = Admissions(config.limits.max_sessions, config.limits.max_sessions_per_user)
         self.sessions: set[GatewaySession] = set()
