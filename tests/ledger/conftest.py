@@ -5,6 +5,8 @@ a fresh cluster with trust authentication on a free port, listening on 127.0.0.1
 refuses to run as root, so under root the cluster is run by the ``postgres`` system user (through
 ``runuser``) in a folder of its own under the system's temporary folder (pytest's ``tmp_path`` is
 private to root). Without the package the PostgreSQL tests skip locally and fail under CI.
+``PostgresServer(hba_lines=..., tls=True)`` adds authentication rules ahead of the trust ones and
+turns TLS on with a throwaway self-signed certificate (tests of password and token logins).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import count
 from pathlib import Path
@@ -49,8 +51,11 @@ def _free_port() -> int:
 class PostgresServer:
     """A PostgreSQL cluster of our own: ``start()``, ``stop()``, ``create_database()``, ``remove()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, hba_lines: Sequence[str] = (), tls: bool = False) -> None:
+        """``hba_lines``: pg_hba.conf lines checked before the default trust ones (the first line
+        that matches decides). ``tls``: the server accepts TLS, with a self-signed certificate."""
         self.bin_dir = _postgres_bin_dir()
+        self.tls = tls
         self.port = _free_port()
         self.root = Path(tempfile.mkdtemp(prefix="realtalk-ledger-pg-"))
         self.data_dir = self.root / "data"
@@ -67,6 +72,44 @@ class PostgresServer:
         self._run(
             "initdb", "-D", str(self.data_dir), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"
         )
+        if hba_lines:
+            hba = self.data_dir / "pg_hba.conf"
+            hba.write_text("\n".join([*hba_lines, hba.read_text()]))
+        if tls:
+            self._write_certificate()
+
+    def _write_certificate(self) -> None:
+        # Imported here: only TLS tests need it (a dependency of azure-identity, so always there).
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+        now = datetime.now(UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256())
+        )
+        key_file, certificate_file = self.data_dir / "server.key", self.data_dir / "server.crt"
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        # The server refuses a key that others can read, or (run as postgres) that it does not own.
+        key_file.chmod(0o600)
+        if self._as_user:
+            for path in (key_file, certificate_file):
+                shutil.chown(path, user="postgres")
 
     def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -81,6 +124,8 @@ class PostgresServer:
     def start(self) -> None:
         # Loopback only, its socket in its own folder; fsync off: a test cluster, thrown away.
         options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c full_page_writes=off"
+        if self.tls:
+            options += " -c ssl=on"  # server.crt and server.key in the data folder
         self._run(
             "pg_ctl", "-D", str(self.data_dir), "-l", str(self.root / "log"), "-o", options, "-w", "start"
         )
