@@ -42,6 +42,9 @@ class ConfigError(RealtalkError):
         self.example = example
         parts = [message]
         if example:
+            # The example is a sentence of its own: end the message first.
+            if not message.rstrip().endswith((".", "!", "?", ":")):
+                parts[0] = message.rstrip() + "."
             parts.append(f"Example: {example}")
         super().__init__(" ".join(parts))
 
