@@ -5,6 +5,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# checkov (tests/deploy/test_infra.py runs it on infra/) pins packages older than the project's
+# own, so it gets a venv of its own inside .venv (ignored by git, removed by `make clean`).
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV    := $(VENV)/checkov
+CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
 .PHONY: run test lint typecheck contracts pytest bench system-deps clean
 
@@ -13,6 +18,12 @@ $(STAMP): pyproject.toml src/realtalk/gateway/fastpath.pyx
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev,silero,asr,aec,clients]"
 	touch $(STAMP)
+
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov==$(CHECKOV_VERSION)"
+	touch $(CHECKOV_STAMP)
 
 # Not echoed: the last line `realtalk serve` prints at start-up says what to open and do.
 run: $(STAMP)
@@ -34,7 +45,7 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/python -m pytest
 
 test: system-deps lint typecheck contracts pytest
