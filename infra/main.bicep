@@ -292,9 +292,8 @@ module gateway 'modules/gateway-app.bicep' = {
     dailyBudgetUsd: gatewayDailyBudgetUsd
     allowedOrigins: gatewayAllowedOrigins
     ledgerUrl: ledgerUrl
-    // The placeholder has no `realtalk`: the migrations run from the first provision after the
-    // gateway's image is there (see docs/deploy.md).
-    upgradeLedgerOnStart: postgresEnabled && gatewayExists
+    // The gateway migrates the ledger before it serves (the placeholder image ignores the setting).
+    upgradeLedgerOnStart: postgresEnabled
     authEnabled: authEnabled
     authClientId: authClientId
     authClientSecret: authClientSecret

@@ -123,7 +123,7 @@ param logLevel string = 'INFO'
 @description('REALTALK_LEDGER_URL without a password (empty: the image\'s default, a SQLite file per replica).')
 param ledgerUrl string = ''
 
-@description('Run `realtalk ledger upgrade` before `realtalk serve` in each replica (the PostgreSQL ledger\'s migrations).')
+@description('The gateway migrates the PostgreSQL ledger itself before it serves (REALTALK_LEDGER_UPGRADE_ON_START; replicas take turns under an advisory lock).')
 param upgradeLedgerOnStart bool = false
 
 @description('Turn on Container Apps authentication with the Microsoft identity provider (Entra ID sign-in).')
@@ -267,7 +267,13 @@ var ledgerEnv = empty(ledgerUrl) ? [] : [
     value: ledgerUrl
   }
 ]
-var env = concat(baseEnv, previousSecretEnv, tokensEnv, principalHeaderEnv, originsEnv, userDailyBudgetEnv, dailyBudgetEnv, ledgerEnv)
+var ledgerUpgradeEnv = upgradeLedgerOnStart ? [
+  {
+    name: 'REALTALK_LEDGER_UPGRADE_ON_START'
+    value: 'true'
+  }
+] : []
+var env = concat(baseEnv, previousSecretEnv, tokensEnv, principalHeaderEnv, originsEnv, userDailyBudgetEnv, dailyBudgetEnv, ledgerEnv, ledgerUpgradeEnv)
 
 resource app 'Microsoft.App/containerApps@2025-01-01' = {
   name: name
@@ -310,13 +316,6 @@ resource app 'Microsoft.App/containerApps@2025-01-01' = {
         {
           name: 'gateway'
           image: image
-          // The PostgreSQL ledger's migrations run before the gateway starts (it refuses a schema
-          // that is behind); `exec` leaves `realtalk serve` as the process that gets SIGTERM.
-          command: upgradeLedgerOnStart ? [
-            '/bin/sh'
-            '-c'
-            'realtalk ledger upgrade && exec realtalk serve'
-          ] : null
           env: env
           resources: {
             cpu: json(cpu)

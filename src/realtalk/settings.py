@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     # The usage ledger (realtalk.ledger); unset means default_ledger_url(). repr=False: a
     # PostgreSQL URL may carry a password.
     ledger_url: str | None = Field(default=None, validation_alias="REALTALK_LEDGER_URL", repr=False)
+    # `realtalk serve` migrates a PostgreSQL ledger itself before it serves (one replica at a time,
+    # under an advisory lock): for platforms where no one runs `realtalk ledger upgrade` first.
+    ledger_upgrade_on_start: bool = Field(default=False, validation_alias="REALTALK_LEDGER_UPGRADE_ON_START")
 
     @field_validator("*", mode="before")
     @classmethod

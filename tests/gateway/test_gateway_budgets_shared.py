@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from realtalk.gateway.auth import Authenticator
-from realtalk.ledger import upgrade
+from realtalk.ledger import head_revision, upgrade
 
 from ..ledger.conftest import PostgresServer, _postgres_server
 from .conftest import SECRET, text_turn
@@ -109,3 +110,25 @@ async def test_a_ledger_that_cannot_be_asked_refuses_with_503_and_opens_nothing(
             server.start()
             async with client(gw, token=_token("alice")) as c:  # back: served again
                 await c.until("session.created")
+
+
+async def test_replicas_that_upgrade_the_ledger_on_start_do_it_one_at_a_time(
+    emulator: Callable[..., Any],
+    gateway: Callable[..., Any],
+    client: Callable[..., Any],
+    shared_postgres: PostgresServer,
+) -> None:
+    # Four replicas starting together on an empty database (a fresh deployment): one migrates,
+    # the others wait for it and find nothing to do.
+    url = shared_postgres.create_database()
+    results = await asyncio.gather(*(upgrade(url) for _ in range(4)))
+    assert sorted(result.changed for result in results) == [False, False, False, True]
+    assert {result.to_revision for result in results} == {head_revision()}
+    # And `realtalk serve` does it itself with REALTALK_LEDGER_UPGRADE_ON_START on a database
+    # no one migrated.
+    fresh = shared_postgres.create_database()
+    settings = {"gateway_secret": SECRET, "ledger_url": fresh, "ledger_upgrade_on_start": True}
+    async with emulator() as emu, gateway(emu, **settings) as gw:
+        async with client(gw, token=_token("alice")) as c:
+            await c.until("session.created")
+    assert not (await upgrade(fresh)).changed

@@ -23,7 +23,7 @@ from realtalk.gateway.relay import COMPILED_FAST_PATH
 from realtalk.gateway.routes import ops, realtime, tokens, ui, usage
 from realtalk.gateway.state import GatewayState
 from realtalk.gateway.upstream import start_upstream
-from realtalk.ledger import Ledger
+from realtalk.ledger import Ledger, upgrade
 from realtalk.settings import Settings
 
 __all__ = ["STATIC_DIR", "create_app"]
@@ -43,6 +43,14 @@ async def open_ledger(config: GatewayConfig) -> Ledger | None:
     if config.ledger_url is None:
         return None
     try:
+        if config.ledger_upgrade_on_start:
+            result = await upgrade(config.ledger_url)
+            if result.changed:
+                logger.warning(
+                    "usage ledger migrated from revision %s to %s",
+                    result.from_revision or "(empty)",
+                    result.to_revision,
+                )
         ledger = await Ledger.open(config.ledger_url)
     except ConfigError as exc:
         if config.ledger_required:

@@ -44,6 +44,7 @@ class GatewayConfig:
     # open, the default one may fail with a warning (ledger_required).
     ledger_url: str | None = field(default=None, repr=False)
     ledger_required: bool = False
+    ledger_upgrade_on_start: bool = False
     daily_budgets: DailyBudgets = field(default_factory=DailyBudgets)
 
     @property
@@ -117,6 +118,7 @@ class GatewayConfig:
             pricing_model=settings.pricing_model,
             ledger_url=ledger_target(settings),
             ledger_required=bool(settings.ledger_url) and ledger_target(settings) is not None,
+            ledger_upgrade_on_start=settings.ledger_upgrade_on_start,
             daily_budgets=DailyBudgets(
                 user_usd=settings.gateway_user_daily_budget_usd,
                 deployment_usd=settings.gateway_deployment_daily_budget_usd,

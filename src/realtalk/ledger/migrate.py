@@ -11,6 +11,8 @@ replica of the gateway, so it is only checked there, and upgraded by whoever run
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -20,7 +22,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import URL, Connection
+from sqlalchemy import URL, Connection, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,6 +42,7 @@ __all__ = [
 
 MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
 _UPGRADE_HINT: Final = "realtalk ledger upgrade"
+_UPGRADE_LOCK: Final = 0x7265616C74616C6B  # "realtalk": the advisory lock migrations hold on PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,11 @@ def _revision_of(connection: Connection) -> str | None:
 
 
 def _upgrade_sync(connection: Connection, target: str) -> str | None:
+    if connection.dialect.name == "postgresql":
+        # Replicas that upgrade on start do it one at a time: the others wait here, then find the
+        # database at head and change nothing (PostgreSQL's DDL is transactional, so a failed
+        # upgrade leaves the previous revision whole).
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
     before = _revision_of(connection)
     config = _alembic_config()
     config.attributes["connection"] = connection
@@ -97,6 +105,19 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(_revision_of)
 
 
+_UPGRADE_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _upgrade_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _UPGRADE_LOCKS.get(loop)
+    if lock is None:
+        lock = _UPGRADE_LOCKS[loop] = asyncio.Lock()
+    return lock
+
+
 async def upgrade_engine(engine: AsyncEngine, *, to: str = "head") -> UpgradeResult:
     """Run every migration the database at ``engine`` lacks; a database at head is left as is.
 
@@ -107,7 +128,9 @@ async def upgrade_engine(engine: AsyncEngine, *, to: str = "head") -> UpgradeRes
             (migrated by a newer version).
     """
     try:
-        async with engine.begin() as connection:
+        # Alembic's migration context is process-global: one upgrade at a time in this process
+        # (the advisory lock in _upgrade_sync orders processes).
+        async with _upgrade_lock(), engine.begin() as connection:
             before = await connection.run_sync(_upgrade_sync, to)
     except CommandError as exc:
         raise ConfigError(
