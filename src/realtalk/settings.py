@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     gateway_previous_secret: SecretStr | None = Field(
         default=None, validation_alias="REALTALK_GATEWAY_PREVIOUS_SECRET"
     )
+    # When set, /metrics answers only `Authorization: Bearer <this>` (a scraper's token).
+    gateway_metrics_token: SecretStr | None = Field(
+        default=None, validation_alias="REALTALK_GATEWAY_METRICS_TOKEN"
+    )
     gateway_token_ttl_s: int = Field(
         default=900, ge=30, le=86_400, validation_alias="REALTALK_GATEWAY_TOKEN_TTL_S"
     )

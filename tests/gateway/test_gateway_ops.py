@@ -11,6 +11,7 @@ import pytest
 
 from realtalk.errors import ConfigError
 from realtalk.gateway import create_app
+from realtalk.gateway.config import GatewayConfig
 from realtalk.gateway.logs import JsonFormatter
 
 from .conftest import TOKEN, b64, gateway_settings, text_turn
@@ -90,6 +91,34 @@ async def test_metrics_count_sessions_events_bytes_latency_tokens_dollars_and_re
         if line.startswith('realtalk_gateway_bytes_total{direction="client_to_upstream"}')
     )
     assert float(bytes_in.split()[-1]) > 6400
+
+
+async def test_with_a_metrics_token_only_its_bearer_reads_metrics(emulator, gateway, caplog) -> None:
+    scraper = "scraper-token-0123456789"
+    async with (
+        emulator() as emu,
+        gateway(emu, gateway_tokens=TOKEN, gateway_metrics_token=scraper) as gw,
+        httpx.AsyncClient(base_url=gw.http_base_url) as http,
+    ):
+        refused = [
+            await http.get("/metrics"),
+            await http.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}),  # a user's token
+            await http.get("/metrics", headers={"Authorization": f"Bearer {scraper}x"}),
+            await http.get("/metrics", headers={"Authorization": b"Bearer \xc3\xa9\xff"}),  # not UTF-8
+        ]
+        allowed = await http.get("/metrics", headers={"Authorization": f"Bearer {scraper}"})
+        health = await http.get("/healthz")  # probes stay open
+    assert [r.status_code for r in refused] == [401, 401, 401, 401]
+    assert refused[0].json()["error"]["code"] == "unauthorized"
+    assert allowed.status_code == 200
+    assert 'realtalk_gateway_refusals_total{reason="metrics_unauthorized"} 4.0' in allowed.text
+    assert health.status_code == 200
+    assert scraper not in caplog.text
+
+
+def test_a_short_metrics_token_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="REALTALK_GATEWAY_METRICS_TOKEN must be at least 16"):
+        GatewayConfig.from_settings(gateway_settings(None, gateway_metrics_token="short"))
 
 
 async def test_logs_carry_both_session_ids_and_never_a_token_or_audio(

@@ -33,6 +33,7 @@ class GatewayConfig:
     static_tokens: tuple[str, ...] = field(default=(), repr=False)
     secret: bytes | None = field(default=None, repr=False)
     previous_secret: bytes | None = field(default=None, repr=False)
+    metrics_token: str | None = field(default=None, repr=False)
     trust_principal_header: bool = False
     token_ttl_s: int = 900
     drain_s: float = 20.0
@@ -86,6 +87,14 @@ class GatewayConfig:
                 "rotation: set the new secret too (or unset the previous one)",
                 variable="REALTALK_GATEWAY_PREVIOUS_SECRET",
             )
+        scraper = settings.gateway_metrics_token
+        metrics_token = scraper.get_secret_value().strip() if scraper else ""
+        if metrics_token and (len(metrics_token) < 16 or any(ch.isspace() for ch in metrics_token)):
+            raise ConfigError(
+                "REALTALK_GATEWAY_METRICS_TOKEN must be at least 16 characters without spaces",
+                variable="REALTALK_GATEWAY_METRICS_TOKEN",
+                example="REALTALK_GATEWAY_METRICS_TOKEN=<secrets.token_urlsafe(32)>",
+            )
         config = cls(
             host=settings.gateway_host,
             port=settings.gateway_port,
@@ -109,6 +118,7 @@ class GatewayConfig:
             static_tokens=tokens,
             secret=secret.encode() if secret else None,
             previous_secret=previous.encode() if previous else None,
+            metrics_token=metrics_token or None,
             trust_principal_header=settings.gateway_trust_principal_header,
             token_ttl_s=settings.gateway_token_ttl_s,
             drain_s=settings.gateway_drain_s,
