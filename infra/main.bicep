@@ -68,6 +68,10 @@ param gatewayPreviousSecret string = ''
 @description('REALTALK_GATEWAY_TOKENS: static client tokens, comma-separated (empty: none).')
 param gatewayTokens string = ''
 
+@secure()
+@description('REALTALK_GATEWAY_METRICS_TOKEN: the bearer token a scraper sends to read /metrics (empty: /metrics is open).')
+param gatewayMetricsToken string = ''
+
 @description('Minimum replicas.')
 @minValue(0)
 param gatewayMinReplicas int = 1
@@ -279,6 +283,7 @@ module gateway 'modules/gateway-app.bicep' = {
     gatewaySecret: gatewaySecret
     gatewayPreviousSecret: gatewayPreviousSecret
     gatewayTokens: gatewayTokens
+    metricsToken: gatewayMetricsToken
     drainSeconds: gatewayDrainSeconds
     minReplicas: gatewayMinReplicas
     maxReplicas: gatewayMaxReplicas

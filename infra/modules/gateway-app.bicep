@@ -58,6 +58,10 @@ param gatewayPreviousSecret string = ''
 @description('REALTALK_GATEWAY_TOKENS: comma-separated static client tokens, 16+ characters each (empty: none).')
 param gatewayTokens string = ''
 
+@secure()
+@description('REALTALK_GATEWAY_METRICS_TOKEN: the bearer token a scraper sends to read /metrics (empty: /metrics is open).')
+param metricsToken string = ''
+
 @description('Port the gateway listens on in the container.')
 param targetPort int = 8000
 
@@ -169,13 +173,19 @@ var tokensEntries = empty(gatewayTokens) ? [] : [
     value: gatewayTokens
   }
 ]
+var metricsTokenEntries = empty(metricsToken) ? [] : [
+  {
+    name: 'gateway-metrics-token'
+    value: metricsToken
+  }
+]
 var authSecretEntries = (authEnabled && !empty(authClientSecret)) ? [
   {
     name: authSecretName
     value: authClientSecret
   }
 ] : []
-var secrets = concat(gatewaySecretEntries, previousSecretEntries, tokensEntries, authSecretEntries)
+var secrets = concat(gatewaySecretEntries, previousSecretEntries, tokensEntries, metricsTokenEntries, authSecretEntries)
 
 var baseEnv = [
   {
@@ -235,6 +245,12 @@ var tokensEnv = empty(gatewayTokens) ? [] : [
     secretRef: 'gateway-tokens'
   }
 ]
+var metricsTokenEnv = empty(metricsToken) ? [] : [
+  {
+    name: 'REALTALK_GATEWAY_METRICS_TOKEN'
+    secretRef: 'gateway-metrics-token'
+  }
+]
 // Only behind Container Apps authentication, which sets the principal headers and strips any a
 // client sent (docs/gateway.md).
 var principalHeaderEnv = authEnabled ? [
@@ -273,7 +289,7 @@ var ledgerUpgradeEnv = upgradeLedgerOnStart ? [
     value: 'true'
   }
 ] : []
-var env = concat(baseEnv, previousSecretEnv, tokensEnv, principalHeaderEnv, originsEnv, userDailyBudgetEnv, dailyBudgetEnv, ledgerEnv, ledgerUpgradeEnv)
+var env = concat(baseEnv, previousSecretEnv, tokensEnv, metricsTokenEnv, principalHeaderEnv, originsEnv, userDailyBudgetEnv, dailyBudgetEnv, ledgerEnv, ledgerUpgradeEnv)
 
 resource app 'Microsoft.App/containerApps@2025-01-01' = {
   name: name
