@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-__all__ = ["Admissions", "EventRateLimiter", "Limits"]
+__all__ = ["Admissions", "EventRateLimiter", "Limits", "per_user_refusal"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,11 @@ class Limits:
     head_timeout_s: float = 10.0
 
 
+def per_user_refusal(limit: int) -> str:
+    """What a client over the per-user limit is told (by this replica's count or the shared one)."""
+    return f"you already have {limit} open sessions (the per-user limit)"
+
+
 class Admissions:
     """Counts open sessions per user; ``admit`` says why a new one is refused, or takes a slot."""
 
@@ -49,7 +54,7 @@ class Admissions:
         if self.active >= self.max_sessions:
             return f"the gateway is at its limit of {self.max_sessions} concurrent sessions; try again later"
         if self._per_user.get(user, 0) >= self.max_per_user:
-            return f"you already have {self.max_per_user} open sessions (the per-user limit)"
+            return per_user_refusal(self.max_per_user)
         self.active += 1
         self._per_user[user] = self._per_user.get(user, 0) + 1
         return None

@@ -32,7 +32,7 @@ from realtalk.gateway.auth import (
 )
 from realtalk.gateway.budgets import DailySpend, seconds_to_midnight
 from realtalk.gateway.config import GatewayConfig
-from realtalk.gateway.limits import Admissions
+from realtalk.gateway.limits import Admissions, per_user_refusal
 from realtalk.gateway.metrics import GatewayMetrics
 from realtalk.gateway.policy import ClientEventPolicy, Refusal
 from realtalk.gateway.relay import SHUTDOWN_SENTENCE, Ending, GatewaySession, SessionServices
@@ -191,11 +191,7 @@ class GatewayState:
                 if lease is None:
                     self.admissions.release(user)
                     logger.info("refused %s: %d open sessions on the gateway's replicas", user, limit)
-                    return HandshakeRefusal(
-                        429,
-                        "too_many_sessions",
-                        f"you already have {limit} open sessions (the per-user limit)",
-                    )
+                    return HandshakeRefusal(429, "too_many_sessions", per_user_refusal(limit))
             daily = await self._daily_spend(user)
         except (LeaseUnavailable, ConfigError) as exc:
             await self._give_back(user, lease)
