@@ -97,7 +97,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import CPUS, Child, child, child_env, figures, frame_type, pin  # bench/harness.py
-from ledger import MODEL, Postgres, count_rows_at, run_emulator, run_gateway  # bench/ledger.py
+from ledger import MODEL, LedgerDatabases, count_rows_at, run_emulator, run_gateway  # bench/ledger.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "admission.json"
@@ -491,32 +491,9 @@ def _progress(run: ConnectRun) -> None:
 
 
 def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    from realtalk.ledger import upgrade
-
     pin(os.getpid(), under_test=False)
-    postgres: Postgres | None = None
-    postgres_missing: str | None = None
-    try:
-        postgres = Postgres()
-        postgres.start()
-    except (FileNotFoundError, LookupError, subprocess.CalledProcessError) as exc:
-        postgres_missing = f"PostgreSQL skipped: {exc}"
-        print(postgres_missing, file=sys.stderr, flush=True)
-        if postgres is not None:
-            postgres.remove()
-        postgres = None
-    try:
-        databases = ["sqlite"] + (["postgresql"] if postgres is not None else [])
-
-        def new_url(database: str, name: str) -> str:
-            if database == "sqlite":
-                url = f"sqlite+aiosqlite:///{folder / (name + '.db')}"
-            else:
-                assert postgres is not None
-                url = postgres.create_database(name)
-            asyncio.run(upgrade(url))  # what `realtalk ledger upgrade --url ...` runs
-            return url
-
+    with LedgerDatabases(folder) as dbs:
+        databases, new_url = dbs.names, dbs.new_url
         lease_urls = {database: new_url(database, "leases") for database in databases}
         print("2. raw lease throughput", file=sys.stderr, flush=True)
         leases = lease_child(lease_urls, args.tasks, args.duration, args.lease_rounds)
@@ -534,10 +511,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             runs, connects = asyncio.run(connect_rounds(args, emulator, gateways, urls))
             time.sleep(1.0)  # the ledger commits session rows within flush_interval_s (0.25 s)
             held = {database: asyncio.run(count_rows_at(urls[database])) for database in databases}
-    finally:
-        if postgres is not None:
-            postgres.remove()
-    return report(runs, connects, held, leases, args, postgres_missing)
+    return report(runs, connects, held, leases, args, dbs.missing)
 
 
 def _median(values: list[float]) -> float:

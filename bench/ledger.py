@@ -209,6 +209,48 @@ class Postgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+class LedgerDatabases:
+    """The databases a benchmark writes ledgers to: SQLite files in ``folder`` always, PostgreSQL
+    when Debian's package is there (``missing`` says why not). ``new_url`` makes a fresh one,
+    migrated as ``realtalk ledger upgrade`` does. Use as a context manager: the cluster goes after."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.postgres: Postgres | None = None
+        self.missing: str | None = None
+        try:
+            self.postgres = Postgres()
+            self.postgres.start()
+        except (FileNotFoundError, LookupError, subprocess.CalledProcessError) as exc:
+            self.missing = f"PostgreSQL skipped: {exc}"
+            print(self.missing, file=sys.stderr, flush=True)
+            if self.postgres is not None:
+                self.postgres.remove()
+            self.postgres = None
+
+    @property
+    def names(self) -> list[str]:
+        return ["sqlite"] + (["postgresql"] if self.postgres is not None else [])
+
+    def new_url(self, database: str, name: str) -> str:
+        from realtalk.ledger import upgrade
+
+        if database == "sqlite":
+            url = f"sqlite+aiosqlite:///{self.folder / (name + '.db')}"
+        else:
+            assert self.postgres is not None
+            url = self.postgres.create_database(name)
+        asyncio.run(upgrade(url))  # what `realtalk ledger upgrade --url ...` runs
+        return url
+
+    def __enter__(self) -> LedgerDatabases:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.postgres is not None:
+            self.postgres.remove()
+
+
 async def count_rows(engine: Any) -> dict[str, int]:
     """Response rows, session rows and ended sessions in a ledger database (its read side)."""
     from sqlalchemy import func, select
@@ -668,31 +710,9 @@ def _progress_audio(run: PathRun) -> None:
 
 
 def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    from realtalk.ledger import upgrade
-
     pin(os.getpid(), under_test=False)
-    postgres: Postgres | None = None
-    postgres_missing: str | None = None
-    try:
-        postgres = Postgres()
-        postgres.start()
-    except (FileNotFoundError, LookupError, subprocess.CalledProcessError) as exc:
-        postgres_missing = f"PostgreSQL skipped: {exc}"
-        print(postgres_missing, file=sys.stderr, flush=True)
-        if postgres is not None:
-            postgres.remove()
-        postgres = None
-    try:
-        databases = ["sqlite"] + (["postgresql"] if postgres is not None else [])
-
-        def new_url(database: str, name: str) -> str:
-            if database == "sqlite":
-                return f"sqlite+aiosqlite:///{folder / (name + '.db')}"
-            assert postgres is not None
-            url = postgres.create_database(name)
-            asyncio.run(upgrade(url))  # what `realtalk ledger upgrade --url ...` runs
-            return url
-
+    with LedgerDatabases(folder) as dbs:
+        databases, new_url = dbs.names, dbs.new_url
         writer: list[dict[str, Any]] = []
         for database in databases:
             for mode, rate in (("steady", args.rate), ("drain", None)):
@@ -721,10 +741,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             # Every session has ended; the ledger commits within flush_interval_s (0.25 s).
             time.sleep(1.5)
             held = {database: asyncio.run(count_rows_at(ledger_urls[database])) for database in databases}
-    finally:
-        if postgres is not None:
-            postgres.remove()
-    return report(writer, warmups, runs, held, args, postgres_missing)
+    return report(writer, warmups, runs, held, args, dbs.missing)
 
 
 def _median(values: list[float]) -> float:
