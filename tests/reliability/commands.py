@@ -56,6 +56,18 @@ class Child:
     def text(self, stream: str) -> str:
         return "".join(self.lines[stream])
 
+    async def emulator_endpoint(self) -> str:
+        """The ``AZURE_OPENAI_ENDPOINT`` a ``realtalk emulate`` child prints."""
+        return (await self.wait_for("stdout", r"AZURE_OPENAI_ENDPOINT=(http://\S+)")).group(1)
+
+    async def gateway_base(self) -> str:
+        """The ``http://127.0.0.1:PORT`` a ``realtalk serve`` child listens on."""
+        return (await self.wait_for("stderr", r"realtalk gateway: (http://127\.0\.0\.1:\d+)/")).group(1)
+
+    async def realtime_url(self, model: str) -> str:
+        """The ``ws://.../openai/v1/realtime?model=`` URL of a ``realtalk serve`` child."""
+        return (await self.gateway_base()).replace("http://", "ws://") + f"/openai/v1/realtime?model={model}"
+
 
 @asynccontextmanager
 async def command(

@@ -57,7 +57,7 @@ async def test_sigterm_mid_reply_finishes_it_warns_every_client_refuses_newcomer
         "tone",
     ]
     async with command(tmp_path, env, signal.SIGINT, *emulate_args) as emulate:
-        endpoint = (await emulate.wait_for("stdout", r"AZURE_OPENAI_ENDPOINT=(http://\S+)")).group(1)
+        endpoint = await emulate.emulator_endpoint()
         serve_env = env | {
             "AZURE_OPENAI_ENDPOINT": endpoint,
             "AZURE_OPENAI_DEPLOYMENT_NAME": MODEL,
@@ -65,9 +65,8 @@ async def test_sigterm_mid_reply_finishes_it_warns_every_client_refuses_newcomer
             "REALTALK_GATEWAY_DRAIN_S": "20",
         }
         async with command(tmp_path, serve_env, signal.SIGTERM, "serve", "--port", "0") as serve:
-            found = await serve.wait_for("stderr", r"realtalk gateway: (http://127\.0\.0\.1:\d+)/")
-            base = found.group(1)
-            url = base.replace("http://", "ws://") + f"/openai/v1/realtime?model={MODEL}"
+            base = await serve.gateway_base()
+            url = await serve.realtime_url(MODEL)
             async with connect(url, close_timeout=1.0) as talking, connect(url, close_timeout=1.0) as quiet:
                 for ws in (talking, quiet):
                     assert json.loads(await ws.recv())["type"] == "session.created"

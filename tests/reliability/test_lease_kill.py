@@ -45,7 +45,7 @@ async def test_a_killed_replicas_sessions_stop_counting_when_their_leases_expire
     env = {key: value for key, value in os.environ.items() if key not in cleared}
     emulate_args = ["emulate", "--port", "0", "--vad", "energy", "--asr", "none", "--tts", "tone"]
     async with command(tmp_path, env, signal.SIGINT, *emulate_args) as emulate:
-        endpoint = (await emulate.wait_for("stdout", r"AZURE_OPENAI_ENDPOINT=(http://\S+)")).group(1)
+        endpoint = await emulate.emulator_endpoint()
         serve_env = env | {
             "AZURE_OPENAI_ENDPOINT": endpoint,
             "AZURE_OPENAI_DEPLOYMENT_NAME": MODEL,
@@ -59,10 +59,7 @@ async def test_a_killed_replicas_sessions_stop_counting_when_their_leases_expire
             command(tmp_path, serve_env, signal.SIGKILL, *serve) as doomed,
             command(tmp_path, serve_env, signal.SIGTERM, *serve) as survivor,
         ):
-            urls = []
-            for child in (doomed, survivor):
-                found = await child.wait_for("stderr", r"realtalk gateway: (http://127\.0\.0\.1:\d+)/")
-                urls.append(found.group(1).replace("http://", "ws://") + f"/openai/v1/realtime?model={MODEL}")
+            urls = [await child.realtime_url(MODEL) for child in (doomed, survivor)]
             held = await connect(urls[0], close_timeout=0.5)
             await held.recv()  # the user's one session, on the replica about to die
             assert not await _admitted(urls[1])

@@ -52,7 +52,7 @@ async def test_kill_9_mid_conversations_loses_no_row_older_than_a_second(tmp_pat
     ledger_url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
     emulate_args = ["emulate", "--port", "0", "--vad", "energy", "--asr", "none", "--tts", "tone"]
     async with command(tmp_path, env, signal.SIGINT, *emulate_args) as emulate:
-        endpoint = (await emulate.wait_for("stdout", r"AZURE_OPENAI_ENDPOINT=(http://\S+)")).group(1)
+        endpoint = await emulate.emulator_endpoint()
         serve_env = env | {
             "AZURE_OPENAI_ENDPOINT": endpoint,
             "AZURE_OPENAI_DEPLOYMENT_NAME": MODEL,
@@ -61,8 +61,7 @@ async def test_kill_9_mid_conversations_loses_no_row_older_than_a_second(tmp_pat
             "REALTALK_GATEWAY_MAX_SESSIONS_PER_USER": str(SESSIONS),
         }
         async with command(tmp_path, serve_env, signal.SIGKILL, "serve", "--port", "0") as serve:
-            found = await serve.wait_for("stderr", r"realtalk gateway: (http://127\.0\.0\.1:\d+)/")
-            url = found.group(1).replace("http://", "ws://") + f"/openai/v1/realtime?model={MODEL}"
+            url = await serve.realtime_url(MODEL)
             done_at: dict[str, float] = {}
             talks = [asyncio.create_task(_converse(url, done_at)) for _ in range(SESSIONS)]
             await asyncio.sleep(4.0)

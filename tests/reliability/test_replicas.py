@@ -66,7 +66,7 @@ async def test_two_replicas_refuse_a_users_fourth_session_when_the_limit_is_thre
     env = {key: value for key, value in os.environ.items() if key not in cleared}
     emulate_args = ["emulate", "--port", "0", "--vad", "energy", "--asr", "none", "--tts", "tone"]
     async with command(tmp_path, env, signal.SIGINT, *emulate_args) as emulate:
-        endpoint = (await emulate.wait_for("stdout", r"AZURE_OPENAI_ENDPOINT=(http://\S+)")).group(1)
+        endpoint = await emulate.emulator_endpoint()
         serve_env = env | {
             "AZURE_OPENAI_ENDPOINT": endpoint,
             "AZURE_OPENAI_DEPLOYMENT_NAME": MODEL,
@@ -80,10 +80,7 @@ async def test_two_replicas_refuse_a_users_fourth_session_when_the_limit_is_thre
             command(tmp_path, serve_env, signal.SIGTERM, *serve) as east,
             command(tmp_path, serve_env, signal.SIGTERM, *serve) as west,
         ):
-            urls = []
-            for replica in (east, west):
-                found = await replica.wait_for("stderr", r"realtalk gateway: (http://127\.0\.0\.1:\d+)/")
-                urls.append(found.group(1).replace("http://", "ws://") + f"/openai/v1/realtime?model={MODEL}")
+            urls = [await replica.realtime_url(MODEL) for replica in (east, west)]
             round_robin = cycle(urls)
             sessions = [await _open(next(round_robin)) for _ in range(LIMIT)]
             try:
