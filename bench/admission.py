@@ -83,7 +83,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -96,7 +95,7 @@ import websockets
 from rich.console import Console
 from rich.table import Table
 
-from harness import CPUS, Child, child, child_env, figures, frame_type, pin  # bench/harness.py
+from harness import CPUS, Child, child, figures, frame_type, pin, run_once  # bench/harness.py
 from ledger import MODEL, LedgerDatabases, count_rows_at, run_emulator, run_gateway  # bench/ledger.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -304,28 +303,9 @@ async def lease_throughput(
 
 
 def lease_child(urls: dict[str, str], tasks: int, duration_s: float, rounds: int) -> dict[str, Any]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(THIS_FILE),
-            "--role",
-            "leases",
-            json.dumps(urls),
-            str(tasks),
-            str(duration_s),
-            str(rounds),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=child_env(),
+    return run_once(
+        THIS_FILE, "leases", json.dumps(urls), str(tasks), str(duration_s), str(rounds), timeout_s=600
     )
-    pin(process.pid, under_test=True)
-    out, _ = process.communicate(timeout=600)
-    result = next((line[7:] for line in out.splitlines() if line.startswith("RESULT ")), None)
-    if process.returncode or result is None:
-        raise RuntimeError(f"the lease process failed ({process.returncode}): {out[-500:]!r}")
-    parsed: dict[str, Any] = json.loads(result)
-    return parsed
 
 
 # --- 1. connects through the gateway (this process is the clients) --------------------------------

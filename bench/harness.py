@@ -3,7 +3,8 @@
 * ``pin``: the code under test gets the machine's last CPU to itself; the load (clients, the
   emulator, a database) shares the others. On this 2-core VM that is one core each.
 * ``child``: a benchmark script run again as a child in a ``--role``; it answers on stdin/stdout,
-  and its first line says the ports it listens on (``PORTS 1234 5678``).
+  and its first line says the ports it listens on (``PORTS 1234 5678``). ``run_once``: a role that
+  runs to its end and prints one ``RESULT <json>`` line.
 * ``figures``: the percentiles every table and JSON of these benchmarks report.
 * ``frame_type``: the ``type`` of a Realtime JSON frame, read without parsing the whole frame.
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import statistics
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["CPUS", "Child", "child", "child_env", "figures", "frame_type", "pin"]
+__all__ = ["CPUS", "Child", "child", "child_env", "figures", "frame_type", "pin", "run_once"]
 
 CPUS: Final = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
 _TYPE: Final = re.compile(r'"type"\s*:\s*"([^"]+)"')
@@ -120,3 +122,17 @@ def child(script: Path, *args: str, under_test: bool) -> Iterator[Child]:
         yield started
     finally:
         started.stop()
+
+
+def run_once(script: Path, *args: str, timeout_s: float) -> dict[str, Any]:
+    """Run ``script --role *args`` as the code under test until it ends; its ``RESULT`` JSON."""
+    process = subprocess.Popen(
+        [sys.executable, str(script), "--role", *args], stdout=subprocess.PIPE, text=True, env=child_env()
+    )
+    pin(process.pid, under_test=True)
+    out, _ = process.communicate(timeout=timeout_s)
+    result = next((line[7:] for line in out.splitlines() if line.startswith("RESULT ")), None)
+    if process.returncode or result is None:
+        raise RuntimeError(f"the {args[0]} process failed ({process.returncode}): {out[-500:]!r}")
+    parsed: dict[str, Any] = json.loads(result)
+    return parsed

@@ -101,10 +101,10 @@ from harness import (  # bench/harness.py, beside this script
     CPUS,
     Child,
     child,
-    child_env,
     figures,
     frame_type,
     pin,
+    run_once,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -501,28 +501,7 @@ async def run_gateway(upstream_port: int, ledger_url: str) -> None:
 
 
 def writer_child(url: str, rows: int, sessions: int, rate: float | None) -> dict[str, Any]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(THIS_FILE),
-            "--role",
-            "writer",
-            url,
-            str(rows),
-            str(sessions),
-            str(rate or "drain"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-    )
-    pin(process.pid, under_test=True)
-    out, _ = process.communicate(timeout=300)
-    result = next((line[7:] for line in out.splitlines() if line.startswith("RESULT ")), None)
-    if process.returncode or result is None:
-        raise RuntimeError(f"the writer failed ({process.returncode}): {out[-500:]!r}")
-    parsed: dict[str, Any] = json.loads(result)
-    return parsed
+    return run_once(THIS_FILE, "writer", url, str(rows), str(sessions), str(rate or "drain"), timeout_s=300)
 
 
 # --- 2. the clients ------------------------------------------------------------------------------
