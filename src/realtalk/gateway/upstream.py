@@ -19,6 +19,7 @@ import contextlib
 import logging
 import secrets
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -75,9 +76,12 @@ class Upstream:
             return f"{self.endpoint.deployment} at {self.endpoint.host} (a local endpoint)"
         return f"{self.endpoint.deployment} at {self.endpoint.host}"
 
-    async def connect(self, listener: Callable[[], L], timeout_s: float) -> tuple[WSTransport, L]:
+    async def connect(
+        self, listener: Callable[[], L], timeout_s: float, *, call_id: str | None = None
+    ) -> tuple[WSTransport, L]:
         """Open one upstream session's WebSocket (a fresh credential header per connect); its
-        frames go to the listener ``listener()`` makes.
+        frames go to the listener ``listener()`` makes. With ``call_id``, the socket attaches to
+        that WebRTC or SIP call (the sideband, §4.3) instead of opening a new session.
 
         Raises:
             HandshakeRejected: the upstream answered the upgrade with an HTTP error (401, 404, ...).
@@ -89,7 +93,7 @@ class Upstream:
             async with asyncio.timeout(timeout_s):
                 transport, made = await ws_connect(
                     listener,
-                    endpoint.url,
+                    endpoint.url if call_id is None else self.call_url(call_id),
                     websocket_handshake_timeout=timeout_s,
                     extra_headers=headers,
                     max_frame_size=MAX_MESSAGE_BYTES,
@@ -108,6 +112,10 @@ class Upstream:
             reason = describe_refusal(status, body, response.headers.get("apim-request-id"), endpoint)
             raise HandshakeRejected(status, body.decode("utf-8", "replace"), reason) from None
         return transport, made  # type: ignore[return-value]  # picows returns what listener() made
+
+    def call_url(self, call_id: str) -> str:
+        """The sideband WebSocket URL of a call (``wss://<host>/openai/v1/realtime?call_id=rtc_…``)."""
+        return f"{self.endpoint.websocket_base_url}/realtime?{urllib.parse.urlencode({'call_id': call_id})}"
 
     def _proxy(self) -> str | None:
         if self.endpoint.provider == "local":
