@@ -20,7 +20,7 @@ from realtalk.emulator import Engines
 from realtalk.errors import ConfigError
 from realtalk.gateway.config import GatewayConfig
 from realtalk.gateway.relay import COMPILED_FAST_PATH
-from realtalk.gateway.routes import ops, realtime, tokens, ui, usage
+from realtalk.gateway.routes import calls, ops, realtime, tokens, ui, usage
 from realtalk.gateway.state import GatewayState
 from realtalk.gateway.upstream import start_upstream
 from realtalk.ledger import Ledger, upgrade
@@ -111,6 +111,7 @@ def create_app(
     )
     app.state.gateway = state
     app.include_router(realtime.router)
+    app.include_router(calls.router)
     app.include_router(ops.router)
     app.include_router(tokens.router)
     app.include_router(ui.router)

@@ -40,9 +40,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Final
@@ -50,6 +52,7 @@ from typing import Final
 from picows import WSError, WSTransport
 from starlette.websockets import WebSocket
 
+from realtalk.client.tools import Tool, tool_definition
 from realtalk.embedded_server import DIRECT_WEBSOCKET, DirectWebSocket, FrameSink
 from realtalk.gateway import extension
 from realtalk.gateway.budgets import DailySpend
@@ -74,6 +77,7 @@ from realtalk.gateway.upstream_side import UpstreamSide
 from realtalk.ledger import Ledger
 from realtalk.ledger.meter import SessionMeter
 from realtalk.protocol import ClientProtocol, ResponseState
+from realtalk.protocol.session_config import AudioFormatName
 
 try:
     from realtalk.gateway.fastpath import FastPath
@@ -124,13 +128,21 @@ class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
     def __init__(
         self,
         services: SessionServices,
-        websocket: WebSocket,
+        websocket: WebSocket | None,
         subject: str,
         *,
         ui: bool,
         daily: DailySpend | None = None,
         session_id: str | None = None,
+        transport: str = "websocket",
+        extra_tools: Sequence[Tool] = (),
+        audio_format: AudioFormatName | None = None,
     ) -> None:
+        """``websocket`` is the client's socket; ``None`` for a call (``calls.CallSession``), whose
+        client talks to the upstream directly. ``transport`` is what the ledger records;
+        ``extra_tools`` are tools this session offers the model and runs, besides the profile's
+        (a SIP call's ``transfer_to_human``); ``audio_format`` replaces the profile's audio formats
+        (G.711 on a phone call)."""
         self.id = session_id or "gw_" + secrets.token_hex(8)
         self.subject = subject
         self.ui = ui
@@ -143,13 +155,22 @@ class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
         self._upstream: WSTransport | None = None
         self._upstream_close: tuple[int, str] | None = None
         profile = services.config.profile
+        agent = profile.agent
+        extra_names = frozenset(tool.name for tool in extra_tools)
+        if extra_tools:
+            agent = dataclasses.replace(
+                agent, tools=(*agent.tools, *(tool_definition(tool) for tool in extra_tools))
+            )
+        if audio_format is not None:
+            agent = dataclasses.replace(agent, input_format=audio_format, output_format=audio_format)
+        self.agent = agent  # what this session's authoritative session.update says
         self._core = ClientProtocol(
-            profile=profile.agent,
+            profile=agent,
             prices=services.config.prices,
             # 10 s of 20 ms chunks: speech_stopped names audio sent a second or two before.
             latency_window_chunks=_LATENCY_WINDOW_CHUNKS,
             # Only the gateway's own tools are answered here; the client answers the rest.
-            answered_tools=profile.server_tool_names,
+            answered_tools=profile.server_tool_names | extra_names,
             tool_filler=profile.file.tool_settings.filler if profile.file is not None else None,
         )
         now = perf_counter()
@@ -164,7 +185,7 @@ class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
         self._log_counts: dict[str, int] = {}
         # What tells a no-op from a change in a client's update (see policy.without_noops).
         self._view = SessionView({services.upstream.endpoint.deployment})
-        if isinstance(requested := websocket.query_params.get("model"), str):
+        if websocket is not None and isinstance(requested := websocket.query_params.get("model"), str):
             self._view.models.add(requested)
         self._end_requested = asyncio.Event()
         self._ending: Ending | None = None
@@ -173,7 +194,7 @@ class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
         self._response_idle = asyncio.Event()
         self._core_event_ids: deque[str] = deque(maxlen=_CORE_EVENT_IDS_KEPT)
         self._traffic = services.metrics.open_traffic()
-        self._tools_init(profile.server_tool_names, services.tools)
+        self._tools_init(profile.server_tool_names | extra_names, services.tools, extra_tools)
         self._daily = daily
         self._meter = (
             SessionMeter(
@@ -182,7 +203,7 @@ class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
                 user=subject,
                 deployment=services.upstream.endpoint.deployment,
                 pricing_model=services.config.pricing_model,
-                transport="websocket",
+                transport=transport,
                 client="ui" if ui else "realtime",
             )
             if services.ledger is not None
@@ -197,6 +218,7 @@ class GatewaySession(ClientSide, UpstreamSide, ToolSide, FrameSink):
     async def run(self, subprotocol: str | None) -> None:
         """Accept the client, open the upstream, relay until one side ends, close both with a reason."""
         metrics = self._svc.metrics
+        assert self._ws is not None, "a call session runs with CallSession.run"
         direct = self._ws.scope.get("extensions", {}).get(DIRECT_WEBSOCKET)
         if isinstance(direct, DirectWebSocket):
             fast_reads = None

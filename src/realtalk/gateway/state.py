@@ -3,8 +3,9 @@
 The handlers stay glue: they ask ``GatewayState`` whether a client may connect (``admit``: Origin,
 shutdown, authentication, this replica's limits, in that order; then ``reserve``: the per-user
 session count shared through the ledger and the daily budgets; all before anything is opened
-upstream), hand the socket to a ``GatewaySession``, and give its slot back. ``drain`` is the
-graceful shutdown.
+upstream), hand the socket to a ``GatewaySession``, and give its slot back. A WebRTC or SIP call
+goes through the same admission and reservation, then to a ``CallSession`` (``call_session``,
+``serve_call``; ``calls`` finds it by call id). ``drain`` is the graceful shutdown.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 from sqlalchemy.exc import DBAPIError
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
+from realtalk.client.tools import Tool
 from realtalk.errors import ConfigError
 from realtalk.gateway.auth import (
     REFUSAL,
@@ -31,6 +35,8 @@ from realtalk.gateway.auth import (
     pick_subprotocol,
 )
 from realtalk.gateway.budgets import DailySpend, seconds_to_midnight
+from realtalk.gateway.call_control import CallControl
+from realtalk.gateway.calls import CallSession, CallTransport
 from realtalk.gateway.config import GatewayConfig
 from realtalk.gateway.limits import Admissions, per_user_refusal
 from realtalk.gateway.metrics import GatewayMetrics
@@ -40,10 +46,13 @@ from realtalk.gateway.tool_side import SessionTools, session_tools
 from realtalk.gateway.upstream import ReadinessProbe, Upstream
 from realtalk.ledger import Ledger
 from realtalk.ledger.leases import Lease, LeaseUnavailable, SessionLeases
+from realtalk.protocol.session_config import AudioFormatName
 
 __all__ = ["Admission", "GatewayState", "HandshakeRefusal", "Reservation"]
 
 logger = logging.getLogger("realtalk.gateway")
+
+_ENDED_CALL_KEPT_S: Final = 60.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,8 @@ class GatewayState:
         self.ledger: Ledger | None = None
         self.leases: SessionLeases | None = None
         self.probe: ReadinessProbe | None = None
+        self.call_control: CallControl | None = None
+        self.calls: dict[str, CallSession] = {}  # WebRTC and SIP calls by call id, live or just ended
         # Sessions relay audio through the compiled fast path where it was built; tests switch it
         # off to run the same sessions on the Python path.
         self.compiled_fast_path = True
@@ -121,16 +132,24 @@ class GatewayState:
             tools=self.tools,
             ledger=ledger,
         )
+        self.call_control = CallControl(upstream, timeout_s=self.config.connect_timeout_s)
         self.probe = ReadinessProbe(
             upstream, cache_s=self.config.ready_cache_s, timeout_s=self.config.connect_timeout_s
         )
 
     async def aclose(self) -> None:
         """Release what sessions shared (the delegation tool's HTTP client, the session leases)."""
+        if self.call_control is not None:
+            await self.call_control.aclose()
         if self.leases is not None:
             await self.leases.aclose()
         if self.tools is not None:
             await self.tools.aclose()
+
+    @property
+    def services(self) -> SessionServices | None:
+        """What sessions share, once the upstream is known."""
+        return self._services
 
     @property
     def upstream(self) -> Upstream | None:
@@ -162,20 +181,35 @@ class GatewayState:
 
     def admit(self, websocket: WebSocket) -> Admission | HandshakeRefusal:
         """Decide on a WebSocket upgrade; an ``Admission`` holds a session slot until ``release``."""
-        if not self.origin_ok(websocket):
+        offered = list(websocket.scope.get("subprotocols") or [])
+        ui = websocket.query_params.get("realtalk_ui") == "1"
+        return self.admit_connection(websocket, offered, ui=ui)
+
+    def admit_connection(
+        self, connection: HTTPConnection, offered: list[str] | None = None, *, ui: bool
+    ) -> Admission | HandshakeRefusal:
+        """Decide on a client's request for a session (a WebSocket upgrade, or the offer of a
+        WebRTC call): origin, credentials, the gateway's own session limits."""
+        if not self.origin_ok(connection):
             return HandshakeRefusal(403, "origin_not_allowed", "this web origin may not use the gateway")
         if self.draining or self._services is None:
             return HandshakeRefusal(503, "shutting_down", "the gateway is shutting down; reconnect shortly")
-        offered = list(websocket.scope.get("subprotocols") or [])
-        principal = self.authenticate(websocket, offered)
+        principal = self.authenticate(connection, offered)
         if isinstance(principal, AuthFailure):
-            self.log_refusal(websocket, principal)
+            self.log_refusal(connection, principal)
             return HandshakeRefusal(401, "unauthorized", REFUSAL)
+        return self.admit_principal(principal, pick_subprotocol(offered or []), ui=ui)
+
+    def admit_principal(
+        self, principal: Principal, subprotocol: str | None = None, *, ui: bool = False
+    ) -> Admission | HandshakeRefusal:
+        """The gateway's own limits for an authenticated caller (a SIP call's is the gateway's)."""
+        if self.draining or self._services is None:
+            return HandshakeRefusal(503, "shutting_down", "the gateway is shutting down; reconnect shortly")
         refused = self.admissions.admit(principal.subject)
         if refused is not None:
             return HandshakeRefusal(429, "too_many_sessions", refused)
-        ui = websocket.query_params.get("realtalk_ui") == "1"
-        return Admission(principal, pick_subprotocol(offered), ui)
+        return Admission(principal, subprotocol, ui)
 
     async def reserve(self, admission: Admission) -> Reservation | HandshakeRefusal:
         """The checks that ask the ledger database, so that they hold across replicas: the user's
@@ -232,6 +266,54 @@ class GatewayState:
             return spend
         logger.info("refused %s: the daily budget of %s is reached", user, scope.name)
         return HandshakeRefusal(429, "daily_budget_exceeded", spend.sentence(scope), seconds_to_midnight(now))
+
+    def call_session(
+        self,
+        call_id: str,
+        admission: Admission,
+        reservation: Reservation,
+        *,
+        transport: CallTransport,
+        caller: str | None = None,
+        call_tools: Sequence[Tool] = (),
+        audio_format: AudioFormatName | None = None,
+    ) -> CallSession:
+        """The session that will watch call ``call_id`` (run it with ``serve_call``); findable
+        by its id in ``calls`` from now on."""
+        assert self._services is not None and self.call_control is not None
+        session = CallSession(
+            self._services,
+            call_id,
+            admission.principal.subject,
+            control=self.call_control,
+            transport=transport,
+            daily=reservation.daily,
+            session_id=admission.session_id,
+            caller=caller,
+            call_tools=call_tools,
+            audio_format=audio_format,
+        )
+        self.calls[call_id] = session
+        return session
+
+    async def serve_call(self, session: CallSession, admission: Admission, reservation: Reservation) -> None:
+        """Run one call's session to its end, then give its slot (and lease) back. The call stays
+        findable in ``calls`` for a minute after (a page reading how it ended)."""
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+            await self._give_back(admission.principal.subject, reservation.lease)
+            asyncio.get_running_loop().call_later(_ENDED_CALL_KEPT_S, self._forget_call, session)
+
+    def _forget_call(self, session: CallSession) -> None:
+        if self.calls.get(session.call_id) is session:
+            del self.calls[session.call_id]
+
+    async def give_back(self, admission: Admission, reservation: Reservation | None) -> None:
+        """Return what ``admit_*`` and ``reserve`` took, for a session that never started."""
+        await self._give_back(admission.principal.subject, reservation.lease if reservation else None)
 
     async def serve(
         self, websocket: WebSocket, admission: Admission, reservation: Reservation | None = None

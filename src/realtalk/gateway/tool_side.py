@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
-from collections.abc import Container
+from collections.abc import Container, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final
 
 from realtalk.client.delegation import DelegationTool
-from realtalk.client.tools import ToolCalls, ToolOutcome, ToolRunner
+from realtalk.client.tools import Tool, ToolCalls, ToolOutcome, ToolRunner
 from realtalk.gateway import extension
 
 if TYPE_CHECKING:
@@ -63,9 +63,10 @@ class SessionTools:
         self._delegation = delegation
         self._timeout_s = timeout_s
 
-    def runner(self) -> ToolRunner:
-        """A runner for one session (delegation keeps one thread per session)."""
-        tools = list(self._tools)
+    def runner(self, extra: Sequence[Tool] = ()) -> ToolRunner:
+        """A runner for one session (delegation keeps one thread per session), with ``extra``
+        tools of that session only."""
+        tools = [*self._tools, *extra]
         if self._delegation is not None:
             tools.append(self._delegation.for_session())
         return ToolRunner(tools, default_timeout_s=self._timeout_s)
@@ -104,12 +105,17 @@ class ToolSide:
         def _send_client(self, text: str) -> None: ...
         def _check_budget(self) -> None: ...
 
-    def _tools_init(self, server_tools: frozenset[str], tools: SessionTools | None) -> None:
+    def _tools_init(
+        self, server_tools: frozenset[str], tools: SessionTools | None, extra: Sequence[Tool] = ()
+    ) -> None:
         self._server_tools = server_tools
+        runner: ToolRunner | None = None
+        if tools is not None and server_tools:
+            runner = tools.runner(extra)
+        elif extra:
+            runner = ToolRunner(list(extra))
         self._tool_calls = (
-            ToolCalls(tools.runner(), self._tool_done, on_start=self._tool_started)
-            if tools is not None and server_tools
-            else None
+            ToolCalls(runner, self._tool_done, on_start=self._tool_started) if runner is not None else None
         )
         self._slow_timers: dict[str, asyncio.TimerHandle] = {}
         # hidden item id → the visible item before it (None: none, or not known yet)
