@@ -273,6 +273,12 @@ class UiStack:
 
     @property
     def page_url(self) -> str:
+        """The page over the WebSocket relay (the WebRTC page is test_browser_webrtc.py's)."""
+        return self.gateway.http_base_url + "/?transport=websocket"
+
+    @property
+    def webrtc_page_url(self) -> str:
+        """The page as a user opens it: WebRTC, the default where the browser has it."""
         return self.gateway.http_base_url + "/"
 
 

@@ -223,7 +223,7 @@ async def test_a_gateway_restart_shows_reconnecting_then_a_reconnect_button_and_
         settings = settings_for(tmp_path, emulator, gateway_port=port)
         await page.add_init_script(RECORD_STATUSES)
         async with Gateway(create_app(settings)) as gateway:
-            await page.goto(gateway.http_base_url + "/")
+            await page.goto(gateway.http_base_url + "/?transport=websocket")
             await page.get_by_role("button", name="Start").click()
             await wait_for_phase(page, "listening")
         # The gateway drained ("finishing the current reply", then 1001 "connect again in a few

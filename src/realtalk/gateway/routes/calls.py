@@ -49,6 +49,10 @@ MAX_OFFER_BYTES: Final = 64 * 1024
 RETRY_AFTER_S: Final = 5
 _SSE_KEEPALIVE_S: Final = 15.0
 _tasks: set[asyncio.Task[None]] = set()
+WEBRTC_UNAVAILABLE: Final = (
+    "The service behind this gateway does not take WebRTC calls; connect over the WebSocket "
+    "(/openai/v1/realtime) instead."
+)
 
 
 def _error(status: int, code: str, message: str, retry_after_s: int | None = None) -> JSONResponse:
@@ -100,6 +104,8 @@ async def start_webrtc_call(request: Request) -> Response:
         logger.warning("WebRTC call for %s not started: %s", admission.principal.subject, exc)
         if exc.status == 400:  # the upstream refused the offer itself: the client can fix that
             return _error(400, "invalid_offer", f"The service refused the SDP offer: {exc.detail}")
+        if exc.status in (404, 405):  # an upstream without the WebRTC door
+            return _error(501, "webrtc_unavailable", WEBRTC_UNAVAILABLE)
         state.metrics.refused("upstream_unavailable")
         return _error(502, "upstream_unavailable", UPSTREAM_UNAVAILABLE_SENTENCE, RETRY_AFTER_S)
     except BaseException:

@@ -40,6 +40,14 @@ const hooks = Object.freeze({
   get statusText() {
     return controller.statusText;
   },
+  /** @returns {"webrtc" | "websocket"} how this page's audio travels */
+  get transport() {
+    return controller.transport;
+  },
+  /** @returns {string | null} the WebRTC call's id (null over the WebSocket) */
+  get callId() {
+    return controller.rtcConnection.callId;
+  },
   get chunksSent() {
     return controller.connection.chunksSent;
   },
@@ -136,6 +144,17 @@ function wire() {
   document.getElementById("reconnect")?.addEventListener("click", () => void controller.start());
   document.getElementById("stop")?.addEventListener("click", () => controller.stop());
   document.getElementById("mute")?.addEventListener("click", () => controller.setMuted(!controller.muted));
+  // `?transport=websocket` (or `webrtc`) picks the transport of a bookmarked page.
+  const requested = new URLSearchParams(location.search).get("transport");
+  if (requested === "websocket" || requested === "webrtc") controller.setTransport(requested);
+  const transport = /** @type {HTMLSelectElement | null} */ (document.getElementById("transport"));
+  if (transport) {
+    transport.value = controller.transport;
+    transport.addEventListener("change", () => {
+      controller.setTransport(transport.value === "webrtc" ? "webrtc" : "websocket");
+      transport.value = controller.transport;
+    });
+  }
   for (const id of ["headphones", "noise-suppression", "auto-gain"]) {
     input(id).addEventListener("change", () => void controller.reopenMicrophone());
   }

@@ -21,6 +21,7 @@ import { decodeBase64, encodeBase64 } from "./base64.js";
 import { REFUSED_SENTENCE, STOPPED_SENTENCE, describeClose } from "./closing.js";
 import { Connection, MAX_RECONNECTS } from "./connection.js";
 import { ToolActivity } from "./tools.js";
+import { RtcConnection, webrtcAvailable } from "./webrtc.js";
 
 /** Items remembered for stats and for dropping late audio of flushed items (bounded). */
 const MAX_ITEMS_TRACKED = 64;
@@ -78,12 +79,26 @@ export class VoiceController {
         this.droppedPlaybackSamples = dropped;
       },
     });
-    this.connection = new Connection({
+    const callbacks = {
       onOpen: () => this.render(),
+      /** @param {any} event */
       onEvent: (event) => this.onServerEvent(event),
+      /** @param {number} attempt @param {number} delayMs @param {string} why */
       onReconnecting: (attempt, delayMs, why) => this.onReconnecting(attempt, delayMs, why),
+      /** @param {number} code @param {string} reason @param {boolean} refused */
       onClosed: (code, reason, refused) => this.onClosed(code, reason, refused),
-    });
+    };
+    this.socketConnection = new Connection(callbacks);
+    this.rtcConnection = new RtcConnection(
+      { ...callbacks, onFallback: (why) => this.onWebrtcFallback(why) },
+      /** @type {HTMLAudioElement} */ (document.getElementById("speaker") ?? document.createElement("audio")),
+    );
+    /**
+     * How the audio travels: "webrtc" straight to the service (the gateway watches the call), or
+     * "websocket" through the gateway's relay. WebRTC by default where the browser has it.
+     * @type {"webrtc" | "websocket"}
+     */
+    this.transport = webrtcAvailable() ? "webrtc" : "websocket";
     /** @type {"idle" | "connecting" | "open" | "reconnecting" | "closed"} */
     this.link = "idle";
     this.linkText = "";
@@ -134,6 +149,26 @@ export class VoiceController {
     this.toolTicker = null;
     /** Called when the gateway refused the socket (app.js re-checks the sign-in then). */
     this.onRefused = () => {};
+  }
+
+  /** @returns {Connection | RtcConnection} the connection of the current transport */
+  get connection() {
+    return this.transport === "webrtc" ? this.rtcConnection : this.socketConnection;
+  }
+
+  /** @param {"webrtc" | "websocket"} transport for the next Start */
+  setTransport(transport) {
+    if (this.running) return;
+    this.transport = transport === "webrtc" && webrtcAvailable() ? "webrtc" : "websocket";
+  }
+
+  /** WebRTC could not carry this session: go on over the WebSocket relay, and say so. */
+  /** @param {string} why */
+  onWebrtcFallback(why) {
+    this.transport = "websocket";
+    this.view.setTransport(this.transport);
+    this.view.showNotice("warning", `Using the WebSocket relay: ${why}.`, "webrtc_fallback");
+    if (this.running) this.socketConnection.open();
   }
 
   /** @returns {string} checking, signed-out, idle, connecting, listening, user-speaking, thinking, agent-speaking, reconnecting or closed */
@@ -224,7 +259,8 @@ export class VoiceController {
       await this.audio.stop();
       return;
     }
-    this.connection.open();
+    if (this.transport === "webrtc" && this.audio.stream) void this.rtcConnection.open(this.audio.stream);
+    else this.socketConnection.open();
   }
 
   stop() {
@@ -246,6 +282,7 @@ export class VoiceController {
     if (!this.running) return;
     try {
       await this.audio.openMicrophone(this.processingOptions());
+      if (this.transport === "webrtc" && this.audio.stream) await this.rtcConnection.replaceMicrophone(this.audio.stream);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       this.view.showNotice("warning", `The microphone could not be reopened: ${message}`, "microphone");
@@ -334,6 +371,14 @@ export class VoiceController {
       case "response.done":
         this.awaitingReply = false;
         this.activeResponses.delete(event.response?.id);
+        break;
+      // Over WebRTC the service plays the reply and says when (there are no audio deltas).
+      case "output_audio_buffer.started":
+        this.agentPlaying = true;
+        break;
+      case "output_audio_buffer.stopped":
+      case "output_audio_buffer.cleared":
+        this.agentPlaying = false;
         break;
       case "realtalk.transcript":
         if (Array.isArray(event.lines)) this.view.setTranscript(event.lines);

@@ -317,6 +317,15 @@ export class View {
     mute.disabled = !state.running;
     mute.setAttribute("aria-pressed", String(state.muted));
     mute.textContent = state.muted ? "Unmute" : "Mute";
+    // The transport is chosen before Start; a session keeps the one it started with.
+    const transport = /** @type {HTMLSelectElement | null} */ (document.getElementById("transport"));
+    if (transport) transport.disabled = state.running;
+  }
+
+  /** @param {"webrtc" | "websocket"} transport what the selector shows */
+  setTransport(transport) {
+    const select = /** @type {HTMLSelectElement | null} */ (document.getElementById("transport"));
+    if (select) select.value = transport;
   }
 
   /**
