@@ -76,13 +76,15 @@ def chromium_path() -> Path:
 
 
 @asynccontextmanager
-async def chromium_page(fake_microphone: Path | None = None) -> AsyncIterator[Any]:
+async def chromium_page(
+    fake_microphone: Path | None = None, extra_args: tuple[str, ...] = ()
+) -> AsyncIterator[Any]:
     """A fresh Chromium (its fake microphone plays ``fake_microphone`` once) and one page in it."""
     executable = chromium_path()
     async_api = pytest.importorskip(
         "playwright.async_api", reason="needs the dev extra: pip install playwright"
     )
-    args = list(CHROMIUM_FLAGS)
+    args = [*CHROMIUM_FLAGS, *extra_args]
     if fake_microphone is not None:
         args.append(f"--use-file-for-fake-audio-capture={fake_microphone}%noloop")
     async with async_api.async_playwright() as playwright:

@@ -206,6 +206,7 @@ class CallSession(GatewaySession):
         self._client = self.feed
         metrics.sessions.inc()
         metrics.sessions_active.inc()
+        metrics.calls.labels(self.transport).inc()
         self.log.info(
             "call %s attached (%s%s)",
             self.call_id,

@@ -229,6 +229,22 @@ class GatewayMetrics:
             buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
             registry=r,
         )
+        # WebRTC and SIP calls (the audio does not pass through the gateway; it watches them).
+        self.calls = Counter(
+            "realtalk_gateway_calls",
+            "Calls the gateway started or answered, by transport (webrtc, sip).",
+            ["transport"],
+            registry=r,
+        )
+        self.sip_decisions = Counter(
+            "realtalk_gateway_sip_decisions",
+            "Incoming SIP calls, by decision (accepted, rejected, referred) and reason.",
+            ["decision", "reason"],
+            registry=r,
+        )
+        self.dtmf_digits = Counter(
+            "realtalk_gateway_dtmf_digits", "DTMF digits received on SIP calls.", registry=r
+        )
         r.register(_TrafficCollector(self))
         self.ledger: Ledger | None = None
         self.leases: SessionLeases | None = None
