@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from realtalk.emulator.faults import Faults
 from realtalk.emulator.scenario import Scenario
+from realtalk.emulator.webhook_signing import signing_key
 
 __all__ = ["DEFAULT_DEPLOYMENTS", "EmulatorConfig"]
 
@@ -46,6 +47,9 @@ class EmulatorConfig:
     ``max_conversation_audio_bytes``: the audio bytes one session's conversation keeps for
     ``conversation.item.retrieve``, for its latest items (default 2 MiB: about 22 s of 24 kHz PCM16);
     older items keep their text, transcript and audio length (see ``conversation.py``). 0 keeps none.
+    ``webhook_url``, ``webhook_secret``: where simulated phone calls send their signed
+    ``realtime.call.incoming`` webhook, and its signing secret (``whsec_...``), when a call placed
+    with ``POST /_emulator/calls`` names none (``sip.py``). The secret is left out of ``repr``.
     """
 
     host: str = "127.0.0.1"
@@ -64,6 +68,8 @@ class EmulatorConfig:
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     audio_chunk_ms: int = 100
     max_conversation_audio_bytes: int = 2 * 1024 * 1024
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.session_limit_s <= 0:
@@ -78,6 +84,13 @@ class EmulatorConfig:
             raise ValueError(
                 f"max_conversation_audio_bytes must be >= 0, got {self.max_conversation_audio_bytes}"
             )
+        if self.webhook_url is not None and not self.webhook_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"the webhook URL must start with http:// or https:// (got {self.webhook_url!r}), "
+                "e.g. http://127.0.0.1:8000/webhooks/realtime"
+            )
+        if self.webhook_secret is not None:
+            signing_key(self.webhook_secret)  # its ValueError names the problem, never the value
         if any(not key for key in self.keys):
             raise ValueError("keys must not contain an empty string")
 
