@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     )
     gateway_drain_s: float = Field(default=20.0, ge=0, validation_alias="REALTALK_GATEWAY_DRAIN_S")
     gateway_ready_cache_s: float = Field(default=5.0, ge=0, validation_alias="REALTALK_GATEWAY_READY_CACHE_S")
+    # Phone calls (issue 17): the signing secret of the upstream's webhook endpoint (whsec_...);
+    # set, POST /webhooks/realtime takes incoming calls (docs/sip.md).
+    gateway_sip_webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias="REALTALK_GATEWAY_SIP_WEBHOOK_SECRET"
+    )
 
     # The usage ledger (realtalk.ledger); unset means default_ledger_url(). repr=False: a
     # PostgreSQL URL may carry a password.

@@ -20,7 +20,7 @@ from realtalk.emulator import Engines
 from realtalk.errors import ConfigError
 from realtalk.gateway.config import GatewayConfig
 from realtalk.gateway.relay import COMPILED_FAST_PATH
-from realtalk.gateway.routes import calls, ops, realtime, tokens, ui, usage
+from realtalk.gateway.routes import calls, ops, realtime, sip, tokens, ui, usage
 from realtalk.gateway.state import GatewayState
 from realtalk.gateway.upstream import start_upstream
 from realtalk.ledger import Ledger, upgrade
@@ -112,6 +112,7 @@ def create_app(
     app.state.gateway = state
     app.include_router(realtime.router)
     app.include_router(calls.router)
+    app.include_router(sip.router)
     app.include_router(ops.router)
     app.include_router(tokens.router)
     app.include_router(ui.router)

@@ -8,12 +8,16 @@ loopback address.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from realtalk.errors import ConfigError
 from realtalk.gateway.budgets import DailyBudgets
 from realtalk.gateway.limits import Limits
 from realtalk.gateway.profile import GatewayProfile, load_profile
+from realtalk.gateway.sip_policy import SipPolicy, parse_sip_policy
+from realtalk.gateway.webhooks import webhook_key
 from realtalk.protocol import Prices, prices_for
 from realtalk.protocol.endpoint import is_loopback_host
 from realtalk.settings import Settings, environment_secret, ledger_target
@@ -47,6 +51,10 @@ class GatewayConfig:
     ledger_required: bool = False
     ledger_upgrade_on_start: bool = False
     daily_budgets: DailyBudgets = field(default_factory=DailyBudgets)
+    # Phone calls: the webhook's signing secret, and the profile's [sip] policy (both set, or
+    # neither: None turns POST /webhooks/realtime off).
+    sip_webhook_secret: str | None = field(default=None, repr=False)
+    sip: SipPolicy | None = None
 
     @property
     def auth_configured(self) -> bool:
@@ -142,8 +150,38 @@ class GatewayConfig:
                 "REALTALK_GATEWAY_*_DAILY_BUDGET_USD caps",
                 variable="REALTALK_LEDGER_URL",
             )
+        config = dataclasses.replace(config, **_sip_settings(settings, config.profile))
         check_exposure(config.host, config.auth_configured)
         return config
+
+
+_SIP_SECRET_EXAMPLE = "REALTALK_GATEWAY_SIP_WEBHOOK_SECRET=whsec_<the signing secret of the webhook endpoint>"
+
+
+def _sip_settings(settings: Settings, profile: GatewayProfile) -> dict[str, Any]:
+    raw = settings.gateway_sip_webhook_secret
+    secret = raw.get_secret_value().strip() if raw is not None else ""
+    table = profile.file.extra.get("sip") if profile.file is not None else None
+    if not secret:
+        if table is not None:
+            raise ConfigError(
+                f"{profile.source} has a [sip] table, but REALTALK_GATEWAY_SIP_WEBHOOK_SECRET is not "
+                "set, so no incoming call could be verified: set it to the webhook endpoint's signing "
+                "secret (or remove the [sip] table)",
+                variable="REALTALK_GATEWAY_SIP_WEBHOOK_SECRET",
+                example=_SIP_SECRET_EXAMPLE,
+            )
+        return {}
+    try:
+        webhook_key(secret)
+    except ValueError as exc:
+        raise ConfigError(
+            f"REALTALK_GATEWAY_SIP_WEBHOOK_SECRET: {exc}",
+            variable="REALTALK_GATEWAY_SIP_WEBHOOK_SECRET",
+            example=_SIP_SECRET_EXAMPLE,
+        ) from None
+    policy = parse_sip_policy(table, profile.source) if table is not None else SipPolicy()
+    return {"sip_webhook_secret": secret, "sip": policy}
 
 
 def check_exposure(host: str, auth_configured: bool) -> None:

@@ -61,7 +61,7 @@ _NEVER_ADJUSTABLE: Final = frozenset({"instructions", "tools", "prompt", "model"
 # and refusing it lost their voice and VAD settings with it (issue 13, defect 11).
 DEFAULT_CLIENT_ADJUSTABLE: Final = ("voice", "speed", "turn_detection", "transcription", "noise_reduction")
 _EXAMPLE = 'client_adjustable = ["voice", "turn_detection"]'
-_KEEP: Final = frozenset({"client_adjustable"})
+_KEEP: Final = frozenset({"client_adjustable", "sip"})  # sip: phone calls (gateway/sip_policy.py)
 
 
 @dataclass(frozen=True)
