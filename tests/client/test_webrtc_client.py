@@ -9,14 +9,27 @@ playback and the server's truncation arrives, close hangs up, and set-up failure
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
+import json
+import socket
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from realtalk.audio.pcm import pcm16_to_int16
+from realtalk.client.credentials import ApiKeyCredential
+from realtalk.client.webrtc import CallSetupFailed, WebRTCSession
 from realtalk.client.webrtc_media import (
     PCM24_FRAME_BYTES,
     TRACK_FRAME_SAMPLES,
@@ -26,6 +39,11 @@ from realtalk.client.webrtc_media import (
     ReplyAttribution,
     is_silent,
 )
+from realtalk.embedded_server import EmbeddedApp
+from realtalk.errors import ConfigError, HandshakeRejected, LocalProtocolError
+from realtalk.protocol import AgentProfile
+from realtalk.protocol.app_events import AudioChunk, FlushPlayback
+from realtalk.protocol.endpoint import ResolvedEndpoint, resolve_endpoint
 
 
 def tone(freq_hz: float, ms: int, rate_hz: int = 24_000, amplitude: int = 10_000) -> bytes:
@@ -238,3 +256,465 @@ async def test_media_pieces_are_asyncio_friendly() -> None:
     task.cancel()
     assert ticks >= 10
     track.stop()
+
+
+# -- a scripted WebRTC server on 127.0.0.1 ------------------------------------------------------------
+#
+# The calls door of §4.1/§4.2 in a few lines, with an aiortc answering peer whose replies the test
+# scripts: it pins down the client's side of the wire (what it posts, what it sends on the data
+# channel, what it does with the track) independently of the emulator.
+
+KEY = "test-key"
+SECRET = "ek_test_secret"
+
+
+class ScriptedPeer:
+    """The server's end of one call: records what the client sent, plays what the test queues."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.speaker = MicrophoneTrack()  # the agent's voice: queued 24 kHz PCM, silence otherwise
+        self.pc.addTrack(self.speaker)
+        self.channel: RTCDataChannel | None = None
+        self.received: list[dict[str, Any]] = []
+        self.heard = bytearray()  # what the client's microphone track carried, 24 kHz
+        self.hung_up = asyncio.Event()
+        self.pc.on("datachannel", self._datachannel)
+        self.pc.on("track", self._track)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _datachannel(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+        channel.on("message", self._message)
+        self.send(
+            {"type": "session.created", "event_id": "evt_0", "session": {"type": "realtime", "id": "sess_1"}}
+        )
+
+    def _message(self, message: str | bytes) -> None:
+        event = json.loads(message)
+        self.received.append(event)
+        if event["type"] == "session.update":
+            self.send({"type": "session.updated", "event_id": "evt_u", "session": event["session"]})
+
+    def _track(self, track: MediaStreamTrack) -> None:
+        async def read() -> None:
+            remote = RemoteAudio()
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    frame = await track.recv()
+                    assert isinstance(frame, AudioFrame)
+                    self.heard += remote.convert(frame)
+
+        self._tasks.append(asyncio.get_running_loop().create_task(read()))
+
+    def send(self, event: dict[str, Any]) -> None:
+        assert self.channel is not None
+        self.channel.send(json.dumps(event))
+
+    def types(self) -> list[str]:
+        return [event["type"] for event in self.received]
+
+    async def reply(self, response_id: str, item_id: str, pcm: bytes) -> None:
+        """A spoken reply as the server plays it: created, item, then started / audio / stopped."""
+        self.send(
+            {
+                "type": "response.created",
+                "event_id": "e1",
+                "response": {"id": response_id, "status": "in_progress", "output": []},
+            }
+        )
+        item = {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+        self.send(
+            {
+                "type": "response.output_item.added",
+                "event_id": "e2",
+                "response_id": response_id,
+                "output_index": 0,
+                "item": item,
+            }
+        )
+        self.send(
+            {
+                "type": "response.output_audio_transcript.delta",
+                "event_id": "e3",
+                "response_id": response_id,
+                "item_id": item_id,
+                "output_index": 0,
+                "content_index": 0,
+                "delta": "Hello there.",
+            }
+        )
+        self.speaker.push(pcm)
+        self.send({"type": "output_audio_buffer.started", "event_id": "e4", "response_id": response_id})
+        self._tasks.append(asyncio.get_running_loop().create_task(self._stopped_when_played(response_id)))
+        self.send(
+            {
+                "type": "response.output_audio.done",
+                "event_id": "e5",
+                "response_id": response_id,
+                "item_id": item_id,
+                "output_index": 0,
+                "content_index": 0,
+            }
+        )
+        self.send(
+            {
+                "type": "response.done",
+                "event_id": "e6",
+                "response": {"id": response_id, "status": "completed", "output": []},
+            }
+        )
+
+    async def _stopped_when_played(self, response_id: str) -> None:
+        await until(lambda: self.speaker.queued_ms <= 0, timeout_s=60)
+        self.send({"type": "output_audio_buffer.stopped", "event_id": "e7", "response_id": response_id})
+
+    async def close(self) -> None:
+        self.speaker.stop()
+        await self.pc.close()
+        for task in self._tasks:
+            task.cancel()
+
+
+class ScriptedCalls(EmbeddedApp):
+    """``/openai/v1/realtime/client_secrets``, ``/calls`` and ``/calls/{id}/hangup``; ``answer`` picks
+    what ``/calls`` answers: a real peer ("ok"), or a broken answer to test the client's errors."""
+
+    name = "scripted calls"
+
+    def __init__(self, answer: str = "ok") -> None:
+        super().__init__("127.0.0.1", 0, handle_signals=False, stop_timeout_s=5)
+        self.answer = answer
+        self.minted: list[dict[str, Any]] = []
+        self.offers: list[str] = []
+        self.peers: dict[str, ScriptedPeer] = {}
+        self.hangups: list[str] = []
+
+    async def start(self) -> None:
+        await self._serve(
+            Starlette(
+                routes=[
+                    Route("/openai/v1/realtime/client_secrets", self._mint, methods=["POST"]),
+                    Route("/openai/v1/realtime/calls", self._call, methods=["POST"]),
+                    Route("/openai/v1/realtime/calls/{call_id}/hangup", self._hangup, methods=["POST"]),
+                ]
+            )
+        )
+
+    async def stop(self) -> None:
+        for peer in self.peers.values():
+            await peer.close()
+        await super().stop()
+
+    @property
+    def endpoint(self) -> ResolvedEndpoint:
+        return resolve_endpoint(self.http_base_url, "gpt-realtime-1.5")
+
+    @property
+    def peer(self) -> ScriptedPeer:
+        return next(iter(self.peers.values()))
+
+    async def _mint(self, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {KEY}":
+            return JSONResponse({"error": {"code": "invalid_api_key", "message": "Incorrect API key"}}, 401)
+        self.minted.append(await request.json())
+        return JSONResponse({"value": SECRET, "expires_at": 0})
+
+    async def _call(self, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {SECRET}":
+            return JSONResponse({"error": {"message": "bad secret"}}, 401)
+        assert request.headers.get("content-type") == "application/sdp"
+        offer = (await request.body()).decode()
+        self.offers.append(offer)
+        if self.answer == "no_door":
+            return JSONResponse({"error": {"code": "404", "message": "Resource not found"}}, 404)
+        if self.answer == "not_sdp":
+            return Response("<html>hello</html>", 201, media_type="text/html")
+        if self.answer == "bad_sdp":
+            return Response(
+                "v=0\r\nthis is not an answer\r\n",
+                201,
+                media_type="application/sdp",
+                headers={"Location": "/v1/realtime/calls/rtc_bad"},
+            )
+        peer = ScriptedPeer()
+        await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await peer.pc.setLocalDescription(await peer.pc.createAnswer())
+        call_id = f"rtc_{len(self.peers) + 1}"
+        self.peers[call_id] = peer
+        headers = {} if self.answer == "no_location" else {"Location": f"/v1/realtime/calls/{call_id}"}
+        return Response(peer.pc.localDescription.sdp, 201, media_type="application/sdp", headers=headers)
+
+    async def _hangup(self, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {KEY}":
+            return JSONResponse({"error": {"message": "no"}}, 401)
+        call_id = request.path_params["call_id"]
+        self.hangups.append(call_id)
+        peer = self.peers.get(call_id)
+        if peer is None:
+            return JSONResponse({"error": {"message": "no such call"}}, 404)
+        peer.hung_up.set()
+        return Response(status_code=200)
+
+
+async def until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.02)
+
+
+PROFILE = AgentProfile(instructions="Be brief.", voice="marin")
+
+
+def half_played(session: WebRTCSession, item_id: str) -> int:
+    """What a player reports at a flush: here, half of what arrived."""
+    item = session.protocol.conversation.item(item_id)
+    assert item is not None
+    return item.audio_received_samples // 2
+
+
+async def test_a_direct_call_mints_a_secret_with_the_session_and_posts_the_offer_with_it() -> None:
+    async with ScriptedCalls() as server:
+        session = WebRTCSession(server.endpoint, ApiKeyCredential(KEY, style="bearer"), profile=PROFILE)
+        async with session:
+            assert session.call_id == "rtc_1"
+            assert session.status.state == "connected"
+        [minted] = server.minted
+        assert minted["session"]["model"] == "gpt-realtime-1.5"
+        assert minted["session"]["instructions"] == "Be brief."
+        assert minted["session"]["type"] == "realtime"
+        assert 10 <= minted["expires_after"]["seconds"] <= 7200
+        assert "m=audio" in server.offers[0] and "webrtc-datachannel" in server.offers[0]
+
+
+async def test_events_travel_on_the_data_channel_both_ways() -> None:
+    async with ScriptedCalls() as server:
+        async with WebRTCSession(
+            server.endpoint, ApiKeyCredential(KEY, style="bearer"), profile=PROFILE
+        ) as session:
+            frames: list[tuple[str, str]] = []
+            session.on_frame(lambda direction, text: frames.append((direction, text)))
+            session.send_text("hello")
+            await until(lambda: "response.create" in server.peer.types())
+            assert server.peer.types()[:1] == ["session.update"]
+            assert "conversation.item.create" in server.peer.types()
+            assert "input_audio_buffer.append" not in server.peer.types()
+            assert ("out", '"type":"response.create"') and any(
+                '"response.create"' in t for d, t in frames if d == "out"
+            )
+
+
+async def test_microphone_audio_goes_out_on_the_track_not_in_events() -> None:
+    async with ScriptedCalls() as server:
+        async with WebRTCSession(
+            server.endpoint, ApiKeyCredential(KEY, style="bearer"), profile=PROFILE
+        ) as session:
+            said = tone(440, 500)
+            for start in range(0, len(said), 960):  # in 20 ms blocks, as a microphone delivers it
+                session.append_audio(said[start : start + 960])
+            await until(lambda: len(server.peer.heard) > 48_000 * 2)  # a second received
+            heard = bytes(server.peer.heard)
+            loud = [i for i in range(0, len(heard) - 960, 960) if not is_silent(heard[i : i + 960])]
+            assert loud, "the tone never arrived"
+            start = loud[0]
+            assert abs(dominant_hz(heard[start + 960 : start + 960 + 19_200], 24_000) - 440) < 10
+            assert "input_audio_buffer.append" not in server.peer.types()
+
+
+async def test_reply_audio_from_the_track_reaches_the_app_as_audio_chunks_of_its_item() -> None:
+    async with ScriptedCalls() as server:
+        async with WebRTCSession(
+            server.endpoint, ApiKeyCredential(KEY, style="bearer"), profile=PROFILE
+        ) as session:
+            chunks: list[AudioChunk] = []
+            session.on_event(lambda event: chunks.append(event) if isinstance(event, AudioChunk) else None)
+            reply = tone(300, 600)
+            await server.peer.reply("resp_1", "item_A", reply)
+            await until(lambda: sum(c.samples for c in chunks) >= 24_000 * 0.5)
+            await asyncio.sleep(0.3)
+            assert {(c.item_id, c.response_id, c.sample_rate_hz) for c in chunks} == {
+                ("item_A", "resp_1", 24_000)
+            }
+            got = sum(c.samples for c in chunks)
+            assert abs(got - 24_000 * 0.6) <= 24_000 * 0.06  # all of it, within a few frames
+            audio = b"".join(c.pcm for c in chunks)
+            assert abs(dominant_hz(audio, 24_000) - 300) < 10
+            item = session.protocol.conversation.item("item_A")
+            assert item is not None and item.audio_received_samples == got
+
+
+async def test_speech_started_flushes_local_playback_and_no_truncate_is_sent() -> None:
+    async with ScriptedCalls() as server:
+        async with WebRTCSession(
+            server.endpoint, ApiKeyCredential(KEY, style="bearer"), profile=PROFILE
+        ) as session:
+            events: list[Any] = []
+            session.on_event(events.append)
+            session.on_event(
+                lambda e: (
+                    session.playback_flushed(e.item_id, half_played(session, e.item_id))
+                    if isinstance(e, FlushPlayback)
+                    else None
+                )
+            )
+            await server.peer.reply("resp_1", "item_A", tone(300, 3000))
+            await until(lambda: any(isinstance(e, AudioChunk) for e in events))
+            server.peer.speaker.clear()  # the server's own barge-in: its queue is dropped ...
+            server.peer.send(
+                {
+                    "type": "input_audio_buffer.speech_started",
+                    "event_id": "s1",
+                    "audio_start_ms": 900,
+                    "item_id": "item_U",
+                }
+            )
+            await until(lambda: any(isinstance(e, FlushPlayback) for e in events))
+            chunks_at_flush = sum(isinstance(e, AudioChunk) for e in events)
+            server.peer.send(
+                {"type": "output_audio_buffer.cleared", "event_id": "c1", "response_id": "resp_1"}
+            )
+            server.peer.send(
+                {
+                    "type": "conversation.item.truncated",
+                    "event_id": "t1",
+                    "item_id": "item_A",
+                    "content_index": 0,
+                    "audio_end_ms": 200,
+                }
+            )
+            await asyncio.sleep(0.5)
+            assert sum(isinstance(e, AudioChunk) for e in events) == chunks_at_flush  # nothing after it
+            assert [e.item_id for e in events if isinstance(e, FlushPlayback)] == ["item_A"]
+            assert session.truncates_dropped == 1
+            assert "conversation.item.truncate" not in server.peer.types()
+            assert "output_audio_buffer.clear" not in server.peer.types()  # the server cleared by itself
+            assert session.protocol.conversation.is_cut("item_A")
+
+
+async def test_interrupt_clears_the_servers_playout_too() -> None:
+    async with ScriptedCalls() as server:
+        async with WebRTCSession(
+            server.endpoint, ApiKeyCredential(KEY, style="bearer"), profile=PROFILE
+        ) as session:
+            events: list[Any] = []
+            session.on_event(events.append)
+            server.peer.send(
+                {
+                    "type": "response.created",
+                    "event_id": "e1",
+                    "response": {"id": "resp_1", "status": "in_progress", "output": []},
+                }
+            )
+            await server.peer.reply("resp_1", "item_A", tone(300, 3000))
+            await until(lambda: any(isinstance(e, AudioChunk) for e in events))
+            session.interrupt()
+            await until(lambda: "output_audio_buffer.clear" in server.peer.types())
+            assert any(isinstance(e, FlushPlayback) for e in events)
+
+
+async def test_cleared_by_someone_else_flushes_what_the_client_still_holds() -> None:
+    async with ScriptedCalls() as server:
+        async with WebRTCSession(
+            server.endpoint, ApiKeyCredential(KEY, style="bearer"), profile=PROFILE
+        ) as session:
+            events: list[Any] = []
+            session.on_event(events.append)
+            await server.peer.reply("resp_1", "item_A", tone(300, 3000))
+            await until(lambda: any(isinstance(e, AudioChunk) for e in events))
+            server.peer.speaker.clear()
+            server.peer.send(
+                {"type": "output_audio_buffer.cleared", "event_id": "c1", "response_id": "resp_1"}
+            )
+            await until(lambda: any(isinstance(e, FlushPlayback) for e in events))
+
+
+async def test_close_hangs_the_call_up() -> None:
+    async with ScriptedCalls() as server:
+        session = WebRTCSession(server.endpoint, ApiKeyCredential(KEY, style="bearer"), profile=PROFILE)
+        await session.start()
+        await session.close()
+        assert server.hangups == ["rtc_1"]
+        assert session.status.state == "closed"
+
+
+async def test_a_call_the_server_ends_closes_the_session_with_the_reason() -> None:
+    async with ScriptedCalls() as server:
+        session = WebRTCSession(server.endpoint, ApiKeyCredential(KEY, style="bearer"), profile=PROFILE)
+        await session.start()
+        await server.peer.close()
+        status = await asyncio.wait_for(session.wait_closed(), 10)
+        assert status.state == "closed"
+        assert "call ended" in status.reason
+        await session.close()
+
+
+# -- set-up failures say what to fix --------------------------------------------------------------------
+
+
+async def test_a_refused_credential_names_the_request_and_the_key() -> None:
+    async with ScriptedCalls() as server:
+        session = WebRTCSession(server.endpoint, ApiKeyCredential("wrong", style="bearer"), profile=PROFILE)
+        with pytest.raises(HandshakeRejected) as caught:
+            await session.start()
+        assert caught.value.status == 401
+        assert "minting a client secret" in caught.value.reason
+        assert "AZURE_OPENAI_API_KEY" in caught.value.reason
+        assert "wrong" not in str(caught.value)
+
+
+async def test_nothing_listening_says_so() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = resolve_endpoint(f"http://127.0.0.1:{port}", "gpt-realtime-1.5")
+    session = WebRTCSession(endpoint, ApiKeyCredential(KEY, style="bearer"), connect_timeout_s=3)
+    with pytest.raises(CallSetupFailed) as caught:
+        await session.start()
+    assert caught.value.step == "client_secret"
+    assert f"cannot connect to 127.0.0.1:{port}" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("answer", "step", "words"),
+    [
+        ("not_sdp", "answer", "without an SDP answer"),
+        ("bad_sdp", "answer", "could not be used"),
+        ("no_location", "answer", "no Location header"),
+    ],
+)
+async def test_a_bad_answer_names_the_problem(answer: str, step: str, words: str) -> None:
+    async with ScriptedCalls(answer) as server:
+        session = WebRTCSession(server.endpoint, ApiKeyCredential(KEY, style="bearer"), connect_timeout_s=5)
+        with pytest.raises(CallSetupFailed) as caught:
+            await session.start()
+        assert caught.value.step == step
+        assert words in caught.value.reason
+        if answer == "bad_sdp":
+            assert server.hangups == ["rtc_bad"]  # the call the server did create is hung up
+
+
+async def test_a_server_without_the_webrtc_door_says_to_use_the_websocket() -> None:
+    async with ScriptedCalls("no_door") as server:
+        session = WebRTCSession(server.endpoint, ApiKeyCredential(KEY, style="bearer"))
+        with pytest.raises(HandshakeRejected) as caught:
+            await session.start()
+        assert caught.value.status == 404
+        assert "does not take WebRTC calls" in caught.value.reason
+        assert "use the WebSocket transport" in caught.value.reason
+
+
+def test_a_telephony_profile_is_refused_over_webrtc() -> None:
+    endpoint = resolve_endpoint("http://127.0.0.1:9", "gpt-realtime-1.5")
+    with pytest.raises(LocalProtocolError, match="pcm24k"):
+        WebRTCSession(
+            endpoint, ApiKeyCredential(KEY), profile=AgentProfile(input_format="pcmu", output_format="pcmu")
+        )
+
+
+def test_a_gateway_url_must_be_https_unless_local() -> None:
+    with pytest.raises(ConfigError, match="https"):
+        WebRTCSession.via_gateway("http://voice.example.com", "token")
+    session = WebRTCSession.via_gateway("http://127.0.0.1:8000/", "token")
+    assert session.endpoint.url == "http://127.0.0.1:8000/api/realtime/webrtc"
