@@ -13,6 +13,15 @@ Routes (§1, §4.1 of the protocol notes):
 - ``POST /openai/v1/responses``, ``GET`` and ``DELETE /openai/v1/responses/{id}`` (and ``/v1/...``):
   the Responses API, stateful (``responses_api.py``); auth as for the handshake, ``ek_`` keys
   excepted; 404 ``DeploymentNotFound`` for an unknown ``model``.
+- ``GET /openai/v1/realtime?call_id=rtc_...`` (and ``/v1/...``): a sideband WebSocket on a WebRTC
+  or SIP call (``calls.py``): ``session.created`` with the call's current session, then every event
+  of the call; its client events go to the call. Auth as the handshake, ``ek_`` keys excepted; 404
+  ``CallNotFound`` for an unknown call, 400 for one still ringing or ended.
+- ``POST /openai/v1/realtime/calls`` (and ``/v1/...``): a WebRTC call (``webrtc.py``): an SDP offer
+  as ``application/sdp`` with ``Authorization: Bearer ek_...`` (the minted key's model and session),
+  or ``multipart/form-data`` with parts ``sdp`` and ``session`` (JSON) and a configured key. 201,
+  the SDP answer, ``Location: /v1/realtime/calls/rtc_...``. ``POST .../calls/{call_id}/hangup``
+  ends a call (200).
 - ``GET /healthz``.
 
 The WebSocket loop runs two tasks per connection: a reader that hands each frame to the
@@ -29,6 +38,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -42,6 +52,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtalk.emulator import errors
+from realtalk.emulator.calls import Call, CallRegistry
 from realtalk.emulator.client_secrets import MAX_TTL_S, MIN_TTL_S, ClientSecrets, MintedSecret
 from realtalk.emulator.config import DEFAULT_DEPLOYMENTS, EmulatorConfig
 from realtalk.emulator.engines import Engines
@@ -99,6 +110,7 @@ class EmulatorState:
     secrets: ClientSecrets
     responder_factory: Callable[[], Responder]
     responses: ResponsesApi
+    calls: CallRegistry
 
 
 def _azure_error(status: int, code: str, message: str) -> JSONResponse:
@@ -169,6 +181,9 @@ def _authenticate(
 async def _realtime(websocket: WebSocket) -> None:
     state: EmulatorState = websocket.app.state.emulator
     connection_number = state.stats.handshake()
+    if websocket.query_params.get("call_id"):
+        await _sideband(websocket, state, connection_number)
+        return
     refusal = _refuse_handshake(state, websocket, connection_number)
     if isinstance(refusal, JSONResponse):
         state.stats.reject(refusal.status_code)
@@ -209,13 +224,6 @@ def _refuse_handshake(
     if isinstance(auth, JSONResponse):
         return auth
     kind, minted = auth
-    if websocket.query_params.get("call_id"):
-        return _azure_error(
-            400,
-            "BadRequest",
-            "The emulator serves WebSocket sessions only; attaching to a WebRTC or SIP call "
-            f"(call_id=) is not supported. Connect with {GA_PATH}.",
-        )
     model = websocket.query_params.get("model") or (minted.model if minted is not None else "")
     if not model:
         return _azure_error(
@@ -224,6 +232,115 @@ def _refuse_handshake(
     if not state.config.accepts_deployment(model):
         return _azure_error(404, "DeploymentNotFound", _DEPLOYMENT_NOT_FOUND)
     return kind, minted, model
+
+
+# --- the sideband of a call (?call_id=) ----------------------------------------------------------
+
+
+def _refuse_sideband(
+    state: EmulatorState, websocket: WebSocket, connection_number: int
+) -> Call | JSONResponse:
+    if websocket.headers.get("openai-beta"):
+        return _azure_error(
+            400,
+            "beta_api_shape_disabled",
+            f"The Realtime Beta API is no longer supported (OpenAI-Beta header). Use the GA API: {GA_PATH}.",
+        )
+    if state.config.effective_faults.rejects(connection_number):
+        return _azure_error(401, "401", _EXPIRED_TOKEN)
+    # A sideband is the server's: an ek_ key (the browser's) does not open one.
+    auth = _authenticate(state, websocket.headers, websocket.query_params, allow_ephemeral=False)
+    if isinstance(auth, JSONResponse):
+        return auth
+    call_id = websocket.query_params["call_id"]
+    call = state.calls.get(call_id)
+    if call is None:
+        return _azure_error(
+            404,
+            "CallNotFound",
+            f"Call '{call_id}' not found. Use the call id from the Location header of POST /realtime/calls "
+            "or from the realtime.call.incoming webhook.",
+        )
+    if call.state == "ringing":
+        return _azure_error(
+            400, "BadRequest", f"Call '{call_id}' is still ringing: accept it before attaching a sideband."
+        )
+    if call.session is None or call.ended.is_set() or call.state != "active":
+        return _azure_error(400, "BadRequest", f"Call '{call_id}' has ended ({call.state}).")
+    return call
+
+
+class _SocketChannel:
+    """A sideband WebSocket as a :class:`CallChannel`: a bounded queue drained by one writer."""
+
+    MAX_QUEUED_EVENTS = 4096
+
+    def __init__(self) -> None:
+        self._queue: deque[dict[str, Any]] = deque()
+        self._closing: tuple[int, str] | None = None
+        self._wake = asyncio.Event()
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        if self._closing is not None:
+            return
+        if len(self._queue) >= self.MAX_QUEUED_EVENTS:
+            # Dropping events would leave the server with a wrong picture of the call: close instead.
+            self.close(1008, "The sideband did not read its events; closing it.")
+            return
+        self._queue.append(event)
+        self._wake.set()
+
+    def close(self, code: int, reason: str) -> None:
+        if self._closing is None:
+            self._closing = (code, reason)
+            self._wake.set()
+
+    async def drain(self, websocket: WebSocket) -> None:
+        try:
+            while True:
+                while self._queue:
+                    event = self._queue.popleft()
+                    await websocket.send_text(json.dumps(event, separators=(",", ":")))
+                if self._closing is not None:
+                    await websocket.close(*self._closing)
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return
+
+
+async def _sideband(websocket: WebSocket, state: EmulatorState, connection_number: int) -> None:
+    found = _refuse_sideband(state, websocket, connection_number)
+    if isinstance(found, JSONResponse):
+        state.stats.reject(found.status_code)
+        await websocket.send_denial_response(found)
+        return
+    call = found
+    await websocket.accept()
+    state.stats.sideband_attached()
+    channel = _SocketChannel()
+    call.attach_sideband(channel)
+    writer = asyncio.create_task(channel.drain(websocket))
+    reader = asyncio.create_task(_read_sideband(websocket, call))
+    try:
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        call.detach(channel)
+        for task in (reader, writer):
+            task.cancel()
+        await asyncio.gather(reader, writer, return_exceptions=True)
+
+
+async def _read_sideband(websocket: WebSocket, call: Call) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await call.receive(message["text"])
+        elif message.get("bytes") is not None and call.session is not None:
+            await call.session.receive_bytes()
 
 
 async def _preview(websocket: WebSocket) -> None:
@@ -378,6 +495,125 @@ def _check_mint_request(state: EmulatorState, body: dict[str, Any]) -> tuple[int
     return ttl_s, model, update
 
 
+# --- calls: WebRTC (§4.2) and hangup -------------------------------------------------------------
+
+
+def _bad_request(message: str, param: str | None = None, code: str = "invalid_value") -> JSONResponse:
+    return _openai_error(400, RealtimeApiError(code, message, param=param))
+
+
+async def _create_call(request: Request) -> Response:
+    state: EmulatorState = request.app.state.emulator
+    auth = _authenticate(state, request.headers, request.query_params, allow_ephemeral=True)
+    if isinstance(auth, JSONResponse):
+        return auth
+    kind, minted = auth
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        if minted is not None:
+            return _bad_request(
+                "A multipart offer (sdp + session) is authenticated with the server's key, not an "
+                "ephemeral ek_ key; send the SDP alone as application/sdp with the ek_ key instead."
+            )
+        try:
+            async with request.form(max_files=2, max_fields=4) as form:
+                sdp_part = form.get("sdp")
+                session_part = form.get("session")
+                offer = await _form_text(sdp_part)
+                session_text = await _form_text(session_part)
+        except Exception as exc:  # a malformed multipart body
+            return _bad_request(
+                f"The multipart body could not be read ({type(exc).__name__}): "
+                "send parts 'sdp' and 'session'."
+            )
+        if session_text is None:
+            return _openai_error(400, errors.missing_required_parameter("session"))
+        try:
+            session_body = json.loads(session_text)
+        except ValueError as exc:
+            return _openai_error(400, errors.invalid_json(str(exc)))
+        if not isinstance(session_body, dict):
+            return _openai_error(400, errors.not_an_object())
+        try:
+            _, model, update = _check_mint_request(state, {"session": session_body})
+            apply_update(default_session(new_id("sess"), model, 0), update, audio_produced=False)
+        except RealtimeApiError as exc:
+            return _openai_error(400, exc)
+    elif content_type == "application/sdp":
+        offer = (await request.body()).decode("utf-8", "replace")
+        if minted is not None:
+            model, update = minted.model, minted.session_update
+        else:  # the server's own key and a bare offer: the default session
+            model = request.query_params.get("model") or (
+                state.config.deployments[0] if state.config.deployments else "gpt-realtime-1.5"
+            )
+            update = {}
+    else:
+        return _bad_request(
+            f"Unsupported Content-Type '{content_type or '(none)'}': send the SDP offer as application/sdp "
+            "(with an ek_ key), or multipart/form-data with parts 'sdp' and 'session'.",
+        )
+    if not offer or not offer.strip():
+        return _bad_request("Missing SDP offer: the request body (or its 'sdp' part) is empty.", "sdp")
+    if not offer.lstrip().startswith("v=0"):
+        return _bad_request(
+            "Invalid SDP offer: it must start with 'v=0' (an SDP session description).", "sdp", "invalid_sdp"
+        )
+    if not state.config.accepts_deployment(model):
+        return _azure_error(404, "DeploymentNotFound", _DEPLOYMENT_NOT_FOUND)
+    try:
+        from realtalk.emulator import webrtc
+    except ImportError as exc:  # aiortc is an optional dependency of the emulator's WebRTC door
+        logger.warning("emulator: WebRTC unavailable: %r", exc)
+        return _openai_error(
+            501,
+            RealtimeApiError(
+                "webrtc_unavailable",
+                "This emulator has no WebRTC support: install aiortc (pip install aiortc).",
+            ),
+        )
+    call = state.calls.create("webrtc")
+    try:
+        await call.start_session(model, update or None, credential_kind=kind)
+        answer = await webrtc.answer(call, offer)
+    except webrtc.BadOffer as exc:
+        await call.hangup("session")
+        return _bad_request(f"Invalid SDP offer: {exc}", "sdp", "invalid_sdp")
+    except BaseException:
+        await call.hangup("session")
+        raise
+    return Response(
+        answer,
+        status_code=201,
+        media_type="application/sdp",
+        headers={"Location": f"/v1/realtime/calls/{call.id}"},
+    )
+
+
+async def _form_text(part: Any) -> str | None:
+    if part is None:
+        return None
+    if isinstance(part, str):
+        return part
+    data = await part.read()
+    return bytes(data).decode("utf-8", "replace")
+
+
+async def _hangup(request: Request) -> Response:
+    state: EmulatorState = request.app.state.emulator
+    auth = _authenticate(state, request.headers, request.query_params, allow_ephemeral=False)
+    if isinstance(auth, JSONResponse):
+        return auth
+    call_id = request.path_params["call_id"]
+    call = state.calls.get(call_id)
+    if call is None:
+        return _openai_error(
+            404, RealtimeApiError("call_not_found", f"Call '{call_id}' not found.", param="call_id")
+        )
+    await call.hangup("hangup")  # an ended call: nothing to do, and still 200
+    return Response(status_code=200)
+
+
 # --- the Responses API (§7) -----------------------------------------------------------------------
 
 
@@ -494,6 +730,10 @@ def build_app(
             WebSocketRoute("/openai/realtime", _preview),
             Route("/openai/v1/realtime/client_secrets", _client_secrets, methods=["POST"]),
             Route("/v1/realtime/client_secrets", _client_secrets, methods=["POST"]),
+            Route("/openai/v1/realtime/calls", _create_call, methods=["POST"]),
+            Route("/v1/realtime/calls", _create_call, methods=["POST"]),
+            Route("/openai/v1/realtime/calls/{call_id}/hangup", _hangup, methods=["POST"]),
+            Route("/v1/realtime/calls/{call_id}/hangup", _hangup, methods=["POST"]),
             Route("/openai/v1/responses", _responses_create, methods=["POST"]),
             Route("/v1/responses", _responses_create, methods=["POST"]),
             Route("/openai/v1/responses/{response_id}", _response_by_id, methods=["GET", "DELETE"]),
@@ -501,12 +741,14 @@ def build_app(
             Route("/healthz", _healthz, methods=["GET"]),
         ]
     )
+    stats = stats or EmulatorStats()
     app.state.emulator = EmulatorState(
         config=config,
         engines=engines,
-        stats=stats or EmulatorStats(),
+        stats=stats,
         secrets=ClientSecrets(),
         responder_factory=responder_factory,
         responses=ResponsesApi(config.scenario.responses if config.scenario is not None else ()),
+        calls=CallRegistry(config=config, engines=engines, stats=stats, responder_factory=responder_factory),
     )
     return _TransportAccess(app)

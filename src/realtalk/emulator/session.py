@@ -41,7 +41,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from realtalk.emulator import errors, events
 from realtalk.emulator.audio_input import InputAudio, VadEvent
@@ -73,7 +73,7 @@ from realtalk.emulator.transcription import Transcriber
 from realtalk.emulator.usage import CacheTracker
 from realtalk.emulator.validation import CLIENT_EVENT_TYPES, check_client_event
 
-__all__ = ["RealtimeSession"]
+__all__ = ["Playout", "RealtimeSession"]
 
 _PARSER_LIMIT = "a number or the nesting is too large to parse"
 
@@ -84,8 +84,18 @@ _MAX_TRANSCRIPT_WAIT_S = 10.0
 _RATE_WINDOW_S = 60.0
 
 
+class Playout(Protocol):
+    """Server-side playback of a call's audio (``calls.py``): a WebSocket session has none."""
+
+    async def barge_in(self) -> None:
+        """Speech started while ``interrupt_response`` is on: cut what is still playing."""
+
+    async def clear(self) -> None:
+        """``output_audio_buffer.clear``: drop the queued audio, truncate at the ms played."""
+
+
 class RealtimeSession:
-    """The server state of one connection; see the module docstring."""
+    """The server state of one connection (or call); see the module docstring."""
 
     def __init__(
         self,
@@ -98,8 +108,10 @@ class RealtimeSession:
         record: SessionRecord,
         notify: Callable[[], None] = lambda: None,
         initial_update: dict[str, Any] | None = None,
+        playout: Playout | None = None,
     ) -> None:
         self.id = record.session_id
+        self._playout = playout
         self._config = config
         self._faults = config.effective_faults
         self._limit_s = config.effective_session_limit_s
@@ -287,6 +299,19 @@ class RealtimeSession:
         for found in self.input.append(raw):
             await self._on_vad(found)
 
+    async def feed_input(self, raw: bytes) -> None:
+        """Audio from a call's media leg, in the input format: handled exactly like an append."""
+        try:
+            for found in self.input.append(raw):
+                await self._on_vad(found)
+        except RealtimeApiError as exc:
+            await self._emit(events.error(exc.to_object(None)))
+        except Exception as exc:
+            logger.error("emulator session %s: internal error on call audio: %r", self.id, exc)
+            await self._emit(events.error(errors.server_error().to_object(None)))
+        finally:
+            self._notify()
+
     async def _on_vad(self, found: VadEvent) -> None:
         detection = self._turn_detection()
         if found.kind == "start":
@@ -294,12 +319,11 @@ class RealtimeSession:
             self._speech_start_ms = found.stream_ms
             self._cancel_idle_timer()
             await self._emit(events.speech_started(found.stream_ms, self._speech_item_id))
-            if (
-                detection is not None
-                and detection.get("interrupt_response", True)
-                and self._active is not None
-            ):
+            interrupt = detection is not None and detection.get("interrupt_response", True)
+            if interrupt and self._active is not None:
                 await self._cancel_run(self._active, "turn_detected")
+            if interrupt and self._playout is not None:
+                await self._playout.barge_in()  # a call: the server stops playback and truncates
             return
         item_id = self._speech_item_id or new_id("item")
         self._speech_item_id = None
@@ -395,7 +419,19 @@ class RealtimeSession:
         item.version += 1
         await self._emit(events.item_truncated(item.id, content_index, audio_end_ms))
 
+    async def truncate_played(self, item_id: str, audio_end_ms: int) -> bool:
+        """A call's server-side truncation at the ms played (clamped to the item's audio)."""
+        item = self.conversation.get(item_id)
+        if item is None or not item.has_output_audio or not item.has_audio:
+            return False
+        end_ms = max(0, min(audio_end_ms, item.audio_ms))
+        await self._item_truncate({"item_id": item_id, "content_index": 0, "audio_end_ms": end_ms})
+        return True
+
     async def _output_audio_clear(self, event: dict[str, Any]) -> None:
+        if self._playout is not None:
+            await self._playout.clear()
+            return
         raise errors.invalid_value_message(
             "type", "output_audio_buffer.clear is only supported on WebRTC and SIP connections."
         )

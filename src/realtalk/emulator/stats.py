@@ -100,7 +100,9 @@ class SessionRecord:
 
     session_id: str
     deployment: str
-    credential_kind: str  # "api-key" | "bearer" | "query" | "ephemeral"
+    credential_kind: str  # "api-key" | "bearer" | "query" | "ephemeral" | "call" (SIP)
+    transport: str = "websocket"  # "websocket" | "webrtc" | "sip"
+    call_id: str | None = None  # the call's id (rtc_...) for a WebRTC or SIP session
     opened_at: float = field(default_factory=time.time)
     client_events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS_KEPT))
     server_events: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS_KEPT))
@@ -166,12 +168,19 @@ class EmulatorStats:
         self.sessions: deque[SessionRecord] = deque(maxlen=self.MAX_SESSIONS_KEPT)
         self.client_secrets_minted = 0
         self.responses_requests = 0  # POST /responses requests seen (the Responses API), answered or not
+        self.calls_created: dict[str, int] = {}  # transport ("webrtc" | "sip") → calls created
+        self.calls_ended: dict[str, int] = {}  # transport → calls ended
+        self.sidebands_attached = 0  # sideband WebSockets (?call_id=) accepted
         self._closed_with_events: deque[SessionRecord] = deque()
         self._changed = asyncio.Event()
 
     @property
     def active_sessions(self) -> int:
         return self.connections_accepted - self.sessions_closed
+
+    @property
+    def active_calls(self) -> int:
+        return sum(self.calls_created.values()) - sum(self.calls_ended.values())
 
     @property
     def kept_event_bytes(self) -> int:
@@ -213,6 +222,18 @@ class EmulatorStats:
         self.sessions.append(record)
         self.notify()
         return record
+
+    def call_created(self, transport: str) -> None:
+        self.calls_created[transport] = self.calls_created.get(transport, 0) + 1
+        self.notify()
+
+    def call_ended(self, transport: str) -> None:
+        self.calls_ended[transport] = self.calls_ended.get(transport, 0) + 1
+        self.notify()
+
+    def sideband_attached(self) -> None:
+        self.sidebands_attached += 1
+        self.notify()
 
     def close_session(self, record: SessionRecord) -> None:
         """The connection ended: keep the record's counters, and its history for a while."""
