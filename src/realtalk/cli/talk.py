@@ -27,9 +27,11 @@ from realtalk.cli.talk_conversation import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, co
 from realtalk.cli.talk_options import (
     Eagerness,
     TalkOptions,
+    Transport,
     VadMode,
     build_profile,
     check_devices,
+    check_transport,
     merge_profile,
     read_instructions,
     voice_name,
@@ -214,6 +216,15 @@ def talk(
             help="Stop once the agent has answered this many times and its reply has been played.",
         ),
     ] = None,
+    transport: Annotated[
+        Transport,
+        typer.Option(
+            "--transport",
+            case_sensitive=False,
+            help="How audio and events travel: 'websocket' (JSON events) or 'webrtc' (Opus media "
+            "tracks and a data channel; the server tracks playback and truncates by itself).",
+        ),
+    ] = Transport.websocket,
     speed: Annotated[
         float,
         typer.Option(
@@ -236,6 +247,7 @@ def talk(
     check_devices(
         input_device=input_device, output_device=output_device, input_wav=input_wav, output_wav=output_wav
     )
+    check_transport(transport, speed=speed)
     cli_profile = build_profile(
         voice=voice,
         instructions=instructions,
@@ -272,6 +284,7 @@ def talk(
         duration_s=duration,
         exit_after_turns=exit_after_turns,
         speed=speed,
+        transport=transport,
     )
     console = Console(highlight=False)
     try:

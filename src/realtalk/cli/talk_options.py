@@ -27,9 +27,11 @@ from realtalk.protocol.session_config import (
 __all__ = [
     "Eagerness",
     "TalkOptions",
+    "Transport",
     "VadMode",
     "build_profile",
     "check_devices",
+    "check_transport",
     "merge_profile",
     "read_instructions",
     "voice_name",
@@ -39,6 +41,13 @@ __all__ = [
 class VadMode(enum.StrEnum):
     server = "server"
     semantic = "semantic"
+
+
+class Transport(enum.StrEnum):
+    """How the conversation travels: JSON events over a WebSocket, or media tracks over WebRTC."""
+
+    websocket = "websocket"
+    webrtc = "webrtc"
 
 
 class Eagerness(enum.StrEnum):
@@ -66,6 +75,7 @@ class TalkOptions:
     duration_s: float | None = None
     exit_after_turns: int | None = None
     speed: float = 1.0
+    transport: Transport = Transport.websocket
 
     @property
     def virtual_device(self) -> bool:
@@ -106,6 +116,15 @@ def check_devices(
             "--input-device/--output-device choose a sound card; --input-wav/--output-wav replace it. "
             "Use one or the other.",
             param_hint="'--input-wav/--output-wav'",
+        )
+
+
+def check_transport(transport: Transport, *, speed: float) -> None:
+    """WebRTC media runs in real time: the (hidden, for tests) ``--speed`` cannot apply to it."""
+    if transport is Transport.webrtc and speed != 1.0:
+        raise typer.BadParameter(
+            "--speed paces the WebSocket transport only; WebRTC audio flows in real time.",
+            param_hint="'--transport'",
         )
 
 

@@ -18,10 +18,12 @@ from realtalk.audio.echo import EchoGate, EchoProcessor
 from realtalk.audio.playback import PlaybackBuffer
 from realtalk.audio.sources import AudioSource, SilenceSource, StereoRecorder, WavSink, WavSource
 from realtalk.cli.embedded import start_embedded_emulator
-from realtalk.cli.talk_options import TalkOptions
+from realtalk.cli.talk_options import TalkOptions, Transport
 from realtalk.cli.views import Notice, render_notice
 from realtalk.client.credentials import Credential
+from realtalk.client.session import RealtimeSession
 from realtalk.client.voice import PacedDriver
+from realtalk.client.webrtc import CallSetupFailed, WebRTCSession
 from realtalk.errors import ConfigError, ConnectionClosed, HandshakeRejected, RealtalkError
 from realtalk.protocol.endpoint import ResolvedEndpoint
 from realtalk.settings import Settings, resolve_connection
@@ -36,6 +38,9 @@ class Target:
     endpoint: ResolvedEndpoint
     credential: Credential
     description: str
+    # The session class for --transport: both take the same arguments (WebRTCSession is a
+    # RealtimeSession whose audio goes over media tracks).
+    session_class: type[RealtimeSession] = RealtimeSession
 
 
 @dataclass
@@ -112,7 +117,20 @@ async def open_target(
     stack.push_async_callback(credential.close)
     for warning in endpoint.warnings:
         console.print(render_notice(Notice("warning", warning)), soft_wrap=True)
-    return Target(endpoint, credential, f"{endpoint.deployment} at {endpoint.host}")
+    return Target(
+        endpoint,
+        credential,
+        f"{endpoint.deployment} at {endpoint.host}{_over(options)}",
+        _session_class(options),
+    )
+
+
+def _session_class(options: TalkOptions) -> type[RealtimeSession]:
+    return WebRTCSession if options.transport is Transport.webrtc else RealtimeSession
+
+
+def _over(options: TalkOptions) -> str:
+    return " over WebRTC" if options.transport is Transport.webrtc else ""
 
 
 async def _start_emulator(
@@ -142,13 +160,20 @@ async def _start_emulator(
             soft_wrap=True,
         )
     endpoint = emulator.endpoint
-    return Target(endpoint, emulator.credential, f"local emulator at {endpoint.host}")
+    return Target(
+        endpoint,
+        emulator.credential,
+        f"local emulator at {endpoint.host}{_over(options)}",
+        _session_class(options),
+    )
 
 
 def start_failure(exc: RealtalkError, endpoint: ResolvedEndpoint) -> str:
     """One line: why the first connection failed and what to do about it."""
     if isinstance(exc, HandshakeRejected):
         message = f"{endpoint.host} refused the session: {exc.reason}"
+    elif isinstance(exc, CallSetupFailed):
+        message = f"the WebRTC call to {endpoint.host} could not be set up ({exc.step}): {exc.reason}"
     elif isinstance(exc, ConnectionClosed) and exc.code is None:
         message = (
             f"cannot connect to {endpoint.host}: {exc.reason}. Check AZURE_OPENAI_ENDPOINT, "
