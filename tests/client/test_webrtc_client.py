@@ -27,8 +27,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from realtalk.audio.duplex import VirtualDuplex
 from realtalk.audio.pcm import pcm16_to_int16
+from realtalk.audio.playback import PlaybackBuffer
+from realtalk.audio.sources import MemorySink, SilenceSource
 from realtalk.client.credentials import ApiKeyCredential
+from realtalk.client.voice import PacedDriver, VoiceLoop
 from realtalk.client.webrtc import CallSetupFailed, WebRTCSession
 from realtalk.client.webrtc_media import (
     PCM24_FRAME_BYTES,
@@ -718,3 +722,44 @@ def test_a_gateway_url_must_be_https_unless_local() -> None:
         WebRTCSession.via_gateway("http://voice.example.com", "token")
     session = WebRTCSession.via_gateway("http://127.0.0.1:8000/", "token")
     assert session.endpoint.url == "http://127.0.0.1:8000/api/realtime/webrtc"
+
+
+async def test_through_the_voice_loop_the_reply_is_played_and_a_barge_in_silences_it() -> None:
+    async with ScriptedCalls() as server:
+        async with WebRTCSession(
+            server.endpoint, ApiKeyCredential(KEY, style="bearer"), profile=PROFILE
+        ) as session:
+            playback, sink = PlaybackBuffer(), MemorySink()
+            device = VirtualDuplex(SilenceSource(), sink, playback, block_samples=480)
+            loop = VoiceLoop(session, device, playback)
+            driver = PacedDriver(device)
+            loop.start()
+            driver.start()
+            try:
+                await server.peer.reply("resp_1", "item_A", tone(300, 3000))
+                await until(lambda: playback.played_samples("item_A") >= 24_000 * 0.5)
+                server.peer.speaker.clear()
+                server.peer.send(
+                    {
+                        "type": "input_audio_buffer.speech_started",
+                        "event_id": "s1",
+                        "audio_start_ms": 900,
+                        "item_id": "item_U",
+                    }
+                )
+                await until(lambda: loop.stats.flushes == 1)
+                flushed_at = sink.samples_written
+                await asyncio.sleep(0.5)
+            finally:
+                await driver.stop()
+                loop.stop()
+            after = np.frombuffer(sink.pcm, dtype="<i2")[flushed_at + 480 :]
+            assert after.size > 0 and np.count_nonzero(after) == 0  # silence from the next block on
+            played = playback.played_samples("item_A")
+            item = session.protocol.conversation.item("item_A")
+            assert item is not None and item.cut
+            assert item.audio_played_samples == played  # the core knows what the speaker played
+            assert session.truncates_dropped == 1
+            assert "conversation.item.truncate" not in server.peer.types()
+            audible = np.frombuffer(sink.pcm, dtype="<i2")[:flushed_at]
+            assert abs(dominant_hz(audible[-9600:].tobytes(), 24_000) - 300) < 10
