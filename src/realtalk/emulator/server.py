@@ -51,7 +51,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from realtalk.emulator import errors
+from realtalk.emulator import errors, sip
 from realtalk.emulator.calls import Call, CallRegistry
 from realtalk.emulator.client_secrets import MAX_TTL_S, MIN_TTL_S, ClientSecrets, MintedSecret
 from realtalk.emulator.config import DEFAULT_DEPLOYMENTS, EmulatorConfig
@@ -734,6 +734,7 @@ def build_app(
             Route("/v1/realtime/calls", _create_call, methods=["POST"]),
             Route("/openai/v1/realtime/calls/{call_id}/hangup", _hangup, methods=["POST"]),
             Route("/v1/realtime/calls/{call_id}/hangup", _hangup, methods=["POST"]),
+            *sip.routes(),
             Route("/openai/v1/responses", _responses_create, methods=["POST"]),
             Route("/v1/responses", _responses_create, methods=["POST"]),
             Route("/openai/v1/responses/{response_id}", _response_by_id, methods=["GET", "DELETE"]),
