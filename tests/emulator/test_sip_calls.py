@@ -227,7 +227,7 @@ async def test_an_accepted_call_is_answered_by_the_agent_over_g711_and_seen_on_t
     async def accept(app: WebhookApp, call_id: str) -> None:
         status = await app.post(call_id, "accept", {"type": "realtime", "instructions": "Be brief."})
         assert status == 200
-        await app.attach_sideband(call_id, lambda e: e["type"] == "response.done")
+        await app.attach_sideband(call_id, lambda e: e["type"] == "output_audio_buffer.stopped")
 
     async with phone_setup(emulator, accept) as (emu, app, receiver):
         result = await place(emu, receiver, wav_base64=wav_b64("stop"), hangup_after_s=4)
@@ -244,7 +244,10 @@ async def test_an_accepted_call_is_answered_by_the_agent_over_g711_and_seen_on_t
     )
     assert app.sideband[0]["session"]["instructions"] == "Be brief."
     assert "input_audio_buffer.speech_stopped" in types and "response.done" in types
+    assert "response.output_audio_transcript.done" in types
     assert "response.output_audio.delta" not in types
+    # The phone leg is the playout clock: the reply's audio was played, start to end.
+    assert types.index("output_audio_buffer.started") < types.index("output_audio_buffer.stopped")
     event = app.verified[0]
     assert event["type"] == "realtime.call.incoming" and event["data"]["call_id"] == result["call_id"]
     headers = {h["name"]: h["value"] for h in event["data"]["sip_headers"]}
