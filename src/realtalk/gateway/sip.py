@@ -141,15 +141,23 @@ class TransferToHuman:
         self._control = control
         self._playout = playout
         self._calls = calls
-        self.referred = False
+        self._referring: asyncio.Future[str] | None = None
 
     @property
     def timeout_s(self) -> float:
         return TRANSFER_WAIT_S + 30.0
 
     async def invoke(self, arguments: dict[str, Any]) -> str:
-        if self.referred:
+        if self._referring is None:
+            reason = arguments.get("reason")
+            # Shielded: the upstream may end the call (and this tool call with it) before it
+            # answers the refer; the transfer is still seen through, logged and counted.
+            self._referring = asyncio.ensure_future(self._refer(reason if isinstance(reason, str) else ""))
+        elif self._referring.done():
             return "The transfer has already started; say nothing more."
+        return await asyncio.shield(self._referring)
+
+    async def _refer(self, reason: str) -> str:
         if not await self._playout.wait_idle(TRANSFER_WAIT_S):
             logger.info("call %s: transferring while the agent is still heard", self._call_id)
         try:
@@ -157,17 +165,12 @@ class TransferToHuman:
         except CallControlError as exc:
             logger.warning("call %s: the transfer failed: %s", self._call_id, exc)
             self._calls.count("failed", "refer_failed")
+            self._referring = None  # the model may try again
             return (
                 "The transfer failed: no colleague can be reached this way right now. Apologise, "
                 "and offer to help further or to take a message."
             )
-        self.referred = True
-        reason = arguments.get("reason")
-        logger.info(
-            "call %s referred to a human%s",
-            self._call_id,
-            f" ({reason[:200]})" if isinstance(reason, str) and reason else "",
-        )
+        logger.info("call %s referred to a human%s", self._call_id, f" ({reason[:200]})" if reason else "")
         self._calls.count("referred", "transfer_to_human")
         return "The transfer has started: the caller is being put through to a colleague. Say nothing more."
 
@@ -414,18 +417,25 @@ class SipCalls:
         self.answer_seconds.observe(time.perf_counter() - rang_s)
         self.count("accepted")
         logger.info("call %s from %s: accepted", call_id, caller.masked)
-        session = SipCallSession(
-            state,
-            call_id,
-            admission.principal.subject,
-            policy=self.policy,
-            calls=self,
-            playout=playout,
-            caller=caller.masked,
-            call_tools=tools,
-            daily=reservation.daily,
-            session_id=admission.session_id,
-        )
+        try:
+            session = SipCallSession(
+                state,
+                call_id,
+                admission.principal.subject,
+                policy=self.policy,
+                calls=self,
+                playout=playout,
+                caller=caller.masked,
+                call_tools=tools,
+                daily=reservation.daily,
+                session_id=admission.session_id,
+            )
+        except BaseException:
+            # An answered call nobody watches would go unmetered: it is hung up.
+            await state.give_back(admission, reservation)
+            with contextlib.suppress(CallControlError):
+                await control.hangup(call_id)
+            raise
         # What GatewayState.call_session does, for this subclass: findable by its call id.
         state.calls[call_id] = session
         await state.serve_call(session, admission, reservation)
