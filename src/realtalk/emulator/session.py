@@ -176,6 +176,9 @@ class RealtimeSession:
         task = asyncio.get_running_loop().create_task(self._guarded(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # Cancelled before it ran (the session closed at once): close the coroutine, which
+        # would otherwise warn that it was never awaited.
+        task.add_done_callback(lambda done: coro.close() if done.cancelled() else None)
         return task
 
     async def _guarded(self, coro: Coroutine[Any, Any, Any]) -> Any:
