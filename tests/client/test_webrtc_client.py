@@ -14,7 +14,9 @@ import fractions
 import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,9 +30,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from realtalk.audio.duplex import VirtualDuplex
-from realtalk.audio.pcm import pcm16_to_int16
+from realtalk.audio.pcm import pcm16_to_int16, read_wav, silence
 from realtalk.audio.playback import PlaybackBuffer
-from realtalk.audio.sources import MemorySink, SilenceSource
+from realtalk.audio.sources import MemorySink, MemorySource, SilenceSource
 from realtalk.client.credentials import ApiKeyCredential
 from realtalk.client.voice import PacedDriver, VoiceLoop
 from realtalk.client.webrtc import CallSetupFailed, WebRTCSession
@@ -44,10 +46,12 @@ from realtalk.client.webrtc_media import (
     is_silent,
 )
 from realtalk.embedded_server import EmbeddedApp
+from realtalk.emulator import Emulator, EmulatorConfig, parse_scenario
 from realtalk.errors import ConfigError, HandshakeRejected, LocalProtocolError
 from realtalk.protocol import AgentProfile
-from realtalk.protocol.app_events import AudioChunk, FlushPlayback
+from realtalk.protocol.app_events import AudioChunk, FlushPlayback, LatencyMeasured, ResponseFinished
 from realtalk.protocol.endpoint import ResolvedEndpoint, resolve_endpoint
+from realtalk.protocol.session_config import DEFAULT_TRANSCRIPTION_MODEL, InputTranscription
 
 
 def tone(freq_hz: float, ms: int, rate_hz: int = 24_000, amplitude: int = 10_000) -> bytes:
@@ -763,3 +767,116 @@ async def test_through_the_voice_loop_the_reply_is_played_and_a_barge_in_silence
             assert "conversation.item.truncate" not in server.peer.types()
             audible = np.frombuffer(sink.pcm, dtype="<i2")[:flushed_at]
             assert abs(dominant_hz(audible[-9600:].tobytes(), 24_000) - 300) < 10
+
+
+# -- against the emulator's WebRTC door (real time: WebRTC media is never sped up) ------------------------
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+LONG_REPLY = (
+    "Here is a long answer so that there is plenty of audio to interrupt. The lighthouse stood on the "
+    "rocks for a hundred years, and every night its keeper climbed the stairs to light the lamp."
+)
+
+
+def wav(name: str) -> bytes:
+    return read_wav(FIXTURES / f"{name}.wav")[0]
+
+
+@dataclass
+class EmulatorCall:
+    emulator: Emulator
+    session: WebRTCSession
+    loop: VoiceLoop
+    sink: MemorySink
+    events: list[Any] = field(default_factory=list)
+    frames: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [event for event in self.events if isinstance(event, kind)]
+
+    def received(self, event_type: str) -> list[dict[str, Any]]:
+        return [
+            event for direction, event in self.frames if direction == "in" and event["type"] == event_type
+        ]
+
+    def sent_types(self) -> set[str]:
+        return {event["type"] for direction, event in self.frames if direction == "out"}
+
+
+@contextlib.asynccontextmanager
+async def emulator_call(mic: bytes, reply: str) -> AsyncIterator[EmulatorCall]:
+    scenario = parse_scenario({"turns": [{"say": reply}]})
+    async with Emulator(EmulatorConfig(keys=(KEY,), pace=4, scenario=scenario)) as emulator:
+        endpoint = resolve_endpoint(emulator.http_base_url, "gpt-realtime-1.5")
+        profile = AgentProfile(transcription=InputTranscription(model=DEFAULT_TRANSCRIPTION_MODEL))
+        session = WebRTCSession(endpoint, ApiKeyCredential(KEY, style="bearer"), profile=profile)
+        playback, sink = PlaybackBuffer(), MemorySink()
+        device = VirtualDuplex(MemorySource(mic), sink, playback, block_samples=480)
+        loop = VoiceLoop(session, device, playback)
+        call = EmulatorCall(emulator, session, loop, sink)
+        session.on_event(call.events.append)
+        session.on_frame(lambda direction, text: call.frames.append((direction, json.loads(text))))
+        async with session:
+            driver = PacedDriver(device)
+            loop.start()
+            driver.start()
+            try:
+                yield call
+            finally:
+                await driver.stop()
+                loop.stop()
+
+
+@pytest.mark.slow
+async def test_over_the_emulator_a_spoken_question_gets_transcripts_and_a_spoken_reply() -> None:
+    async with emulator_call(wav("question"), "It is seven degrees in Oslo.") as call:
+        await until(lambda: bool(call.received("output_audio_buffer.stopped")), timeout_s=30)
+        await until(lambda: not call.loop.playback.is_playing)
+        await until(lambda: bool(call.received("conversation.item.input_audio_transcription.completed")))
+    lines = call.session.protocol.conversation.transcript_lines()
+    assert [line.role for line in lines] == ["user", "assistant"]
+    assert "oslo" in lines[0].text.lower()  # the recogniser heard the WAV through Opus
+    assert lines[1].text == "It is seven degrees in Oslo."
+    out = np.frombuffer(call.sink.pcm, dtype="<i2")
+    assert int(np.count_nonzero(np.abs(out) > 300)) > 24_000  # over a second of reply was heard
+    assert [finished.status for finished in call.of(ResponseFinished)] == ["completed"]
+    [latency] = call.of(LatencyMeasured)
+    assert 0 < latency.voice_to_voice_ms < 3000
+    assert call.session.total_cost_usd > 0
+    assert "input_audio_buffer.append" not in call.sent_types()
+    assert call.emulator.stats.calls_created == {"webrtc": 1}
+    await until(lambda: call.emulator.stats.calls_ended == {"webrtc": 1})  # close hung up
+
+
+@pytest.mark.slow
+async def test_over_the_emulator_a_barge_in_stops_playback_and_the_server_truncates() -> None:
+    mic = wav("question") + silence(2000) + wav("stop")
+    sink_at_flush: list[int] = []
+    async with emulator_call(mic, LONG_REPLY) as call:
+        call.session.on_event(
+            lambda event: (
+                sink_at_flush.append(call.sink.samples_written) if isinstance(event, FlushPlayback) else None
+            )
+        )
+        await until(lambda: bool(call.received("conversation.item.truncated")), timeout_s=40)
+        await until(lambda: bool(call.received("input_audio_buffer.speech_stopped")[1:]), timeout_s=20)
+        sink_at_speech_stop = call.sink.samples_written
+    [cleared] = call.received("output_audio_buffer.cleared")
+    [truncated] = call.received("conversation.item.truncated")
+    [flush] = call.of(FlushPlayback)
+    assert truncated["item_id"] == flush.item_id
+    assert "conversation.item.truncate" not in call.sent_types()  # the server truncated by itself
+    assert call.session.truncates_dropped == 1
+    played_ms = call.loop.playback.played_samples(flush.item_id) * 1000 // 24_000
+    # What the server says was played and what this speaker played differ by the audio in flight
+    # (the receiver's jitter buffer, the playback buffer and one device block): 140-240 ms measured on
+    # loopback; the server counts a frame as played when its encoder takes it.
+    assert 0 <= truncated["audio_end_ms"] - played_ms <= 350, (truncated["audio_end_ms"], played_ms)
+    assert cleared["response_id"] == call.session.protocol.conversation.item(flush.item_id).response_id  # type: ignore[union-attr]
+    # From one block after the flush until the user stopped speaking, the speaker was silent.
+    quiet = np.frombuffer(call.sink.pcm, dtype="<i2")[sink_at_flush[0] + 480 : sink_at_speech_stop]
+    assert quiet.size > 0 and np.count_nonzero(quiet) == 0
+    [reply] = [
+        line for line in call.session.protocol.conversation.transcript_lines() if line.role == "assistant"
+    ]
+    assert reply.cut and 0 < len(reply.text) < len(LONG_REPLY)
