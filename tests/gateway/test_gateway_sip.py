@@ -10,18 +10,33 @@ recorded is what is asserted ("nothing accepted" is read from its calls).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import time
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from realtalk.audio.pcm import read_wav, rms_dbfs
+from realtalk.embedded_server import EmbeddedApp
+from realtalk.emulator import Emulator, EmulatorConfig, Engines, parse_scenario
 from realtalk.errors import ConfigError
+from realtalk.gateway import Gateway, create_app
 from realtalk.gateway.config import GatewayConfig
 from realtalk.gateway.sip_policy import (
     Accept,
@@ -39,8 +54,10 @@ from realtalk.gateway.webhooks import (
     WebhookVerifier,
     webhook_key,
 )
+from realtalk.ledger import Ledger
+from realtalk.ledger.schema import sessions
 
-from .conftest import gateway_settings
+from .conftest import FIXTURES, gateway_settings
 
 SECRET = "whsec_" + base64.b64encode(b"gateway-sip-test-signing-key-032").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"not-the-gateways-signing-key-032").decode()
@@ -304,3 +321,376 @@ def test_the_profiles_sip_table_reaches_the_gateway(tmp_path: Path) -> None:
     assert config.sip.transfer_to == "sip:desk@example.com"
     assert config.sip.greeting == "Say hello."
     assert config.sip.decide(CallerId("+14255550123"), NOON_UTC) == Accept()
+
+
+# -- whole calls, against the emulator ----------------------------------------------------------------
+#
+# The emulator is the phone network and the caller (realtalk.emulator.sip): it rings the gateway's
+# /webhooks/realtime, takes its accept/reject/refer, plays the caller's WAV as G.711 in real time,
+# presses keys, and returns what the caller heard. A ``Tap`` between the two records (and can
+# alter) the deliveries, as an attacker on the path could.
+
+UPSTREAM_KEY = "sip-upstream-key-0123456789abcdef"
+TRANSFER_TARGET = "tel:+14155550123"
+BLOCKED = "+14255550100"
+CALLER = "+142555512112"
+PROFILE = (
+    'instructions = "You are the front desk of the Grand Hotel."\n'
+    "[sip]\n"
+    f'transfer_to = "{TRANSFER_TARGET}"\n'
+    'greeting = "Say that they reached the front desk."\n'
+    f'blocklist = ["{BLOCKED}", "+1900*"]\n'
+    "dtmf_timeout_s = 0.5\n"
+)
+TRANSFER_SCENARIO = {
+    "turns": [
+        {"say": "Front desk, good evening."},
+        {
+            "say": "Let me put you through.",
+            "call": {"name": "transfer_to_human", "arguments": {"reason": "a person"}},
+        },
+    ]
+}
+
+
+@dataclass
+class Tap:
+    """Between the emulator and the gateway: forwards each delivery (``alter`` may change its
+    headers first), records what went and what the gateway answered."""
+
+    gateway_url: str
+    alter: Callable[[bytes, dict[str, str]], dict[str, str]] | None = None
+    deliveries: list[tuple[bytes, dict[str, str], int]] = field(default_factory=list)
+    answer_s: list[float] = field(default_factory=list)  # how long the gateway took to answer each
+
+    async def webhook(self, request: Request) -> Response:
+        body = await request.body()
+        sent = {name: value for name, value in request.headers.items() if name.startswith("webhook-")}
+        sent["content-type"] = "application/json"
+        if self.alter is not None:
+            sent = self.alter(body, sent)
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+            await http.get(self.gateway_url.replace("/webhooks/realtime", "/healthz"))  # connected
+            started = time.perf_counter()
+            answer = await http.post(self.gateway_url, content=body, headers=sent)
+            self.answer_s.append(time.perf_counter() - started)
+        self.deliveries.append((body, sent, answer.status_code))
+        return Response(answer.content, status_code=answer.status_code)
+
+
+class TapServer(EmbeddedApp):
+    name = "webhook tap"
+
+    def __init__(self, tap: Tap) -> None:
+        super().__init__("127.0.0.1", 0, handle_signals=False, stop_timeout_s=2)
+        self.tap = tap
+
+    async def start(self) -> None:
+        await self._serve(Starlette(routes=[Route("/", self.tap.webhook, methods=["POST"])]), lifespan="off")
+
+
+@dataclass
+class Phone:
+    emu: Emulator
+    gw: Gateway
+    ledger_url: str
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.gw.http_base_url}/webhooks/realtime"
+
+    async def call(self, wav: str = "question", **body: Any) -> dict[str, Any]:
+        """Place a call (``POST /_emulator/calls``) and return its result."""
+        body.setdefault("webhook_url", self.webhook_url)
+        body.setdefault("webhook_secret", SECRET)
+        body.setdefault("from", CALLER)
+        body["wav_base64"] = base64.b64encode((FIXTURES / f"{wav}.wav").read_bytes()).decode()
+        async with httpx.AsyncClient(trust_env=False, timeout=90) as http:
+            response = await http.post(
+                f"{self.emu.http_base_url}/_emulator/calls", headers={"api-key": UPSTREAM_KEY}, json=body
+            )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        assert SECRET not in response.text
+        return result
+
+    async def metrics(self) -> str:
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+            return (await http.get(f"{self.gw.http_base_url}/metrics")).text
+
+    async def metric_reaches(self, value: float, name: str, **labels: str) -> str:
+        """``/metrics`` once the sample reaches ``value`` (the gateway may still be finishing the
+        call when the caller's side is over)."""
+        async with asyncio.timeout(5):
+            while True:
+                text = await self.metrics()
+                if metric(text, name, **labels) >= value:
+                    return text
+                await asyncio.sleep(0.05)
+
+    async def ledger_sessions(self) -> list[dict[str, Any]]:
+        async with await Ledger.open(self.ledger_url) as ledger, ledger.engine.connect() as connection:
+            return [dict(row._mapping) for row in await connection.execute(select(sessions))]
+
+
+@asynccontextmanager
+async def phone(
+    tmp_path: Path,
+    engines: Engines,
+    *,
+    scenario: dict[str, Any] | None = None,
+    profile_extra: str = "",
+    **settings: Any,
+) -> AsyncIterator[Phone]:
+    profile = tmp_path / "agent.toml"
+    profile.write_text(PROFILE + profile_extra)
+    ledger_url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    config = EmulatorConfig(
+        keys=(UPSTREAM_KEY,), pace=1.0, scenario=parse_scenario(scenario) if scenario else None
+    )
+    async with Emulator(config, engines=engines) as emu:
+        values = {
+            "azure_openai_api_key": UPSTREAM_KEY,
+            "gateway_profile": profile,
+            "gateway_sip_webhook_secret": SECRET,
+            "ledger_url": ledger_url,
+            **settings,
+        }
+        app = create_app(gateway_settings(emu, **values), emulator_engines=engines)
+        async with Gateway(app) as gw:
+            yield Phone(emu, gw, ledger_url)
+
+
+def heard(result: dict[str, Any]) -> bytes:
+    pcm, rate_hz, channels = read_wav(base64.b64decode(result["agent_wav_base64"]))
+    assert (rate_hz, channels) == (24_000, 1)
+    return pcm
+
+
+def loudest_dbfs(pcm: bytes, frame_bytes: int = 960) -> float:
+    frames = [pcm[i : i + frame_bytes] for i in range(0, len(pcm) - frame_bytes + 1, frame_bytes)]
+    return max((rms_dbfs(frame) for frame in frames), default=-120.0)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of ``/metrics`` (0 when absent)."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.mark.slow
+async def test_a_signed_call_is_accepted_greeted_and_the_agent_answers_the_caller(
+    tmp_path: Path, fast_engines: Engines
+) -> None:
+    async with phone(tmp_path, fast_engines) as line:
+        result = await line.call("question", hangup_after_s=3)
+        text = await line.metric_reaches(1, "realtalk_gateway_session_ends_total", reason="upstream_closed")
+    rows = await line.ledger_sessions()
+    assert result["outcome"] == "accepted", result
+    assert result["webhook_attempts"] == 1 and result["webhook_status"] == 200
+    audio = heard(result)
+    second = 24_000 * 2
+    # The greeting is heard before the caller says anything (speech starts at 1.0 s) ...
+    assert loudest_dbfs(audio[:second]) > -35, "no greeting"
+    # ... and the agent answers after the caller's question ends (4.8 s).
+    assert loudest_dbfs(audio[5 * second :]) > -35, "the agent did not answer the caller"
+    assert metric(text, "realtalk_gateway_sip_decisions_total", decision="accepted", reason="") == 1
+    assert metric(text, "realtalk_gateway_calls_total", transport="sip") == 1
+    assert metric(text, "realtalk_gateway_sip_webhooks_total", result="taken") == 1
+    [row] = rows
+    assert (row["transport"], row["user"]) == ("sip", "sip:+1425…12")
+    assert CALLER not in text and CALLER[1:] not in str(rows)
+
+
+@pytest.mark.slow
+async def test_a_blocklisted_caller_is_declined_with_603_and_no_session(
+    tmp_path: Path, fast_engines: Engines
+) -> None:
+    async with phone(tmp_path, fast_engines) as line:
+        result = await line.call("silence", **{"from": BLOCKED})
+        prefixed = await line.call("silence", **{"from": "+19005550199"})
+        text = await line.metrics()
+    rows = await line.ledger_sessions()
+    assert (result["outcome"], result["status_code"], result["duration_s"]) == ("rejected", 603, 0)
+    assert (prefixed["outcome"], prefixed["status_code"]) == ("rejected", 603)
+    assert heard(result) == b""
+    assert metric(text, "realtalk_gateway_sip_decisions_total", decision="rejected", reason="blocked") == 2
+    assert rows == [] and line.emu.stats.connections_accepted == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", ["bad_signature", "stale_timestamp", "future_timestamp"])
+async def test_a_delivery_that_is_not_verified_is_refused_every_time_and_nothing_is_accepted(
+    tmp_path: Path, fast_engines: Engines, attack: str
+) -> None:
+    def alter(body: bytes, sent: dict[str, str]) -> dict[str, str]:
+        stamp = int(sent["webhook-timestamp"])
+        if attack == "bad_signature":
+            return {**sent, "webhook-signature": sign(OTHER_SECRET, sent["webhook-id"], stamp, body)}
+        stamp += -(TOLERANCE_S + 30) if attack == "stale_timestamp" else TOLERANCE_S + 30
+        # re-signed with the right secret: only the time is wrong
+        return {
+            **sent,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": sign(SECRET, sent["webhook-id"], stamp, body),
+        }
+
+    async with phone(tmp_path, fast_engines) as line:
+        tap = Tap(line.webhook_url, alter)
+        async with TapServer(tap) as server:
+            result = await line.call("silence", webhook_url=server.http_base_url + "/", answer_timeout_s=10)
+        text = await line.metrics()
+    assert result["outcome"] == "webhook_failed", result
+    assert result["webhook_status"] == 401 and result["webhook_attempts"] == len(tap.deliveries) > 1
+    assert metric(text, "realtalk_gateway_sip_webhooks_total", result=attack) == len(tap.deliveries)
+    assert "realtalk_gateway_sip_decisions_total{" not in text
+    assert line.emu.stats.connections_accepted == 0
+
+
+@pytest.mark.slow
+async def test_a_replayed_delivery_is_refused_and_the_call_is_answered_once(
+    tmp_path: Path, fast_engines: Engines
+) -> None:
+    async with phone(tmp_path, fast_engines) as line:
+        tap = Tap(line.webhook_url)
+        async with TapServer(tap) as server:
+            result = await line.call("silence", webhook_url=server.http_base_url + "/", **{"from": BLOCKED})
+        [(body, sent, status)] = tap.deliveries
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+            replay = await http.post(line.webhook_url, content=body, headers=sent)
+            # the same id signed again with a fresh timestamp is still a replay
+            stamp = int(time.time())
+            fresh = {
+                **sent,
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": sign(SECRET, sent["webhook-id"], stamp, body),
+            }
+            again = await http.post(line.webhook_url, content=body, headers=fresh)
+        text = await line.metrics()
+    assert (result["outcome"], status) == ("rejected", 200)
+    # answered before the call was decided: the rejection is a task's, after the 200
+    assert tap.answer_s[0] < 0.25, tap.answer_s
+    assert (replay.status_code, again.status_code) == (409, 409)
+    assert metric(text, "realtalk_gateway_sip_webhooks_total", result="replayed") == 2
+    assert metric(text, "realtalk_gateway_sip_decisions_total", decision="rejected", reason="blocked") == 1
+
+
+@pytest.mark.slow
+async def test_transfer_to_human_refers_the_call_to_the_configured_target(
+    tmp_path: Path, fast_engines: Engines
+) -> None:
+    async with phone(tmp_path, fast_engines, scenario=TRANSFER_SCENARIO) as line:
+        result = await line.call("question", hangup_after_s=15)
+        text = await line.metric_reaches(
+            1, "realtalk_gateway_sip_decisions_total", decision="referred", reason="transfer_to_human"
+        )
+    assert (result["outcome"], result["refer_target"]) == ("referred", TRANSFER_TARGET), result
+    # the agent's words before the transfer were played to the caller before it was referred
+    assert loudest_dbfs(heard(result)[5 * 24_000 * 2 :]) > -35
+    assert (
+        metric(text, "realtalk_gateway_sip_decisions_total", decision="referred", reason="transfer_to_human")
+        == 1
+    )
+
+
+@pytest.mark.slow
+async def test_keypad_presses_reach_the_agent_as_one_entry(tmp_path: Path, fast_engines: Engines) -> None:
+    dtmf = [{"digit": "4", "at_s": 1.0}, {"digit": "2", "at_s": 1.2}, {"digit": "#", "at_s": 1.4}]
+    async with phone(tmp_path, fast_engines) as line:
+        result = await line.call("silence", dtmf=dtmf, hangup_after_s=2)
+        text = await line.metrics()
+        created = line.emu.stats.events_received("conversation.item.create")
+    assert result["outcome"] == "accepted", result
+    entries = [json.dumps(event) for event in created]
+    assert any("pressed 4 2 # on the phone keypad" in entry for entry in entries), entries
+    assert metric(text, "realtalk_gateway_dtmf_digits_total") == 3
+
+
+@pytest.mark.slow
+async def test_a_call_over_its_budget_is_hung_up(tmp_path: Path, fast_engines: Engines) -> None:
+    async with phone(tmp_path, fast_engines, gateway_budget_usd=Decimal("0.000001")) as line:
+        result = await line.call("question", hangup_after_s=20)
+        text = await line.metrics()
+    rows = await line.ledger_sessions()
+    assert (result["outcome"], result["ended_by"]) == ("accepted", "hangup"), result
+    assert result["duration_s"] < 15
+    assert metric(text, "realtalk_gateway_session_ends_total", reason="budget") == 1
+    [row] = rows
+    assert row["end_reason"] == "budget"
+
+
+@pytest.mark.slow
+async def test_outside_opening_hours_the_call_is_declined_with_480(
+    tmp_path: Path, fast_engines: Engines
+) -> None:
+    today = datetime.now(UTC).date()
+    dates = f'"{today}", "{today + timedelta(days=1)}"'  # the day may turn during the test
+    closed = f'[sip.hours]\ntime_zone = "UTC"\ndaily = "00:00-24:00"\nclosed_on = [{dates}]\n'
+    async with phone(tmp_path, fast_engines, profile_extra=closed) as line:
+        result = await line.call("silence")
+        text = await line.metrics()
+    assert (result["outcome"], result["status_code"]) == ("rejected", 480)
+    assert metric(text, "realtalk_gateway_sip_decisions_total", decision="rejected", reason="closed") == 1
+    assert line.emu.stats.connections_accepted == 0
+
+
+@pytest.mark.slow
+async def test_a_full_gateway_answers_busy_with_486(tmp_path: Path, fast_engines: Engines) -> None:
+    async with phone(tmp_path, fast_engines, gateway_max_sessions=1) as line:
+        first = asyncio.create_task(line.call("silence", hangup_after_s=2))
+        await line.metric_reaches(1, "realtalk_gateway_sip_decisions_total", decision="accepted", reason="")
+        second = await line.call("silence", **{"from": "+14255550123"})
+        await first
+        text = await line.metrics()
+    assert (first.result()["outcome"], second["outcome"], second["status_code"]) == (
+        "accepted",
+        "rejected",
+        486,
+    )
+    assert metric(text, "realtalk_gateway_sip_decisions_total", decision="rejected", reason="busy") == 1
+
+
+@pytest.mark.slow
+async def test_once_the_callers_daily_budget_is_spent_the_next_call_is_declined_with_480(
+    tmp_path: Path, fast_engines: Engines
+) -> None:
+    async with phone(tmp_path, fast_engines, gateway_user_daily_budget_usd=Decimal("0.000001")) as line:
+        first = await line.call("silence", hangup_after_s=10)
+        second = await line.call("silence")
+        other = await line.call("silence", **{"from": "+4791234567890"}, hangup_after_s=10)
+        text = await line.metrics()
+    assert (first["outcome"], first["ended_by"]) == ("accepted", "hangup"), first  # the greeting spent it
+    assert (second["outcome"], second["status_code"]) == ("rejected", 480)
+    assert other["outcome"] == "accepted"  # another caller has a budget of their own
+    assert (
+        metric(text, "realtalk_gateway_sip_decisions_total", decision="rejected", reason="over_budget") == 1
+    )
+
+
+@pytest.mark.slow
+async def test_the_webhook_route_ignores_other_events_and_is_off_without_a_secret(
+    tmp_path: Path, fast_engines: Engines
+) -> None:
+    body = json.dumps({"object": "event", "id": "evt_1", "type": "response.completed", "data": {}}).encode()
+    async with phone(tmp_path, fast_engines) as line, httpx.AsyncClient(trust_env=False) as http:
+        ignored = await http.post(
+            line.webhook_url, content=body, headers=headers(body, webhook_id="wh_other")
+        )
+        too_large = await http.post(
+            line.webhook_url, content=b"{" + b" " * 300_000 + b"}", headers=headers(b"{}")
+        )
+        text = await line.metrics()
+    assert (ignored.status_code, too_large.status_code) == (200, 413)
+    assert metric(text, "realtalk_gateway_sip_webhooks_total", result="ignored") == 1
+    async with Emulator(EmulatorConfig(), engines=fast_engines) as emu:
+        app = create_app(gateway_settings(emu), emulator_engines=fast_engines)
+        async with Gateway(app) as gw, httpx.AsyncClient(trust_env=False) as http:
+            off = await http.post(
+                f"{gw.http_base_url}/webhooks/realtime", content=body, headers=headers(body)
+            )
+    assert off.status_code == 404
+    assert off.json()["error"]["code"] == "sip_not_configured"
