@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
@@ -46,12 +47,14 @@ from realtalk.client.webrtc_media import (
     is_silent,
 )
 from realtalk.embedded_server import EmbeddedApp
-from realtalk.emulator import Emulator, EmulatorConfig, parse_scenario
+from realtalk.emulator import Emulator, EmulatorConfig, load_engines, parse_scenario
 from realtalk.errors import ConfigError, HandshakeRejected, LocalProtocolError
+from realtalk.gateway import Gateway, create_app
 from realtalk.protocol import AgentProfile
 from realtalk.protocol.app_events import AudioChunk, FlushPlayback, LatencyMeasured, ResponseFinished
 from realtalk.protocol.endpoint import ResolvedEndpoint, resolve_endpoint
 from realtalk.protocol.session_config import DEFAULT_TRANSCRIPTION_MODEL, InputTranscription
+from realtalk.settings import Settings
 
 
 def tone(freq_hz: float, ms: int, rate_hz: int = 24_000, amplitude: int = 10_000) -> bytes:
@@ -880,3 +883,72 @@ async def test_over_the_emulator_a_barge_in_stops_playback_and_the_server_trunca
         line for line in call.session.protocol.conversation.transcript_lines() if line.role == "assistant"
     ]
     assert reply.cut and 0 < len(reply.text) < len(LONG_REPLY)
+
+
+# -- through a realtalk gateway ----------------------------------------------------------------------------
+
+GATEWAY_TOKEN = "client-token-0123456789abcdef"
+
+
+@contextlib.asynccontextmanager
+async def gateway_over_emulator(tmp_path: Path) -> AsyncIterator[Gateway]:
+    engines = load_engines("energy", "none", "tone")
+    agent = tmp_path / "agent.toml"
+    agent.write_text('instructions = "You are the Oslo weather line."\n')
+    async with Emulator(EmulatorConfig(keys=(KEY,), pace=4.0), engines=engines) as emulator:
+        settings = Settings(
+            _env_file=None,
+            azure_openai_endpoint=emulator.http_base_url,
+            azure_openai_deployment_name="gpt-realtime-1.5",
+            azure_openai_api_key=KEY,
+            gateway_tokens=GATEWAY_TOKEN,
+            gateway_profile=agent,
+            gateway_port=0,
+            connect_timeout_s=5.0,
+        )
+        async with Gateway(create_app(settings, emulator_engines=engines)) as gateway:
+            yield gateway
+
+
+@pytest.mark.slow
+async def test_through_a_gateway_the_call_runs_with_the_gateways_profile_and_close_hangs_up(
+    tmp_path: Path, isolated_env: Path
+) -> None:
+    async with gateway_over_emulator(tmp_path) as gateway:
+        session = WebRTCSession.via_gateway(gateway.http_base_url, GATEWAY_TOKEN)
+        frames: list[dict[str, Any]] = []
+        events: list[Any] = []
+        session.on_frame(
+            lambda direction, text: frames.append(json.loads(text)) if direction == "in" else None
+        )
+        session.on_event(events.append)
+        async with session:
+            call_id = session.call_id
+            assert call_id is not None and call_id.startswith("rtc_")
+            [created] = [frame for frame in frames if frame["type"] == "session.created"]
+            assert created["session"]["instructions"] == "You are the Oslo weather line."
+            session.send_text("What is the weather?")
+            await until(lambda: any(isinstance(e, ResponseFinished) for e in events), timeout_s=20)
+            await until(lambda: any(isinstance(e, AudioChunk) for e in events), timeout_s=10)
+        async with httpx.AsyncClient(base_url=gateway.http_base_url, timeout=10) as http:
+            for _ in range(100):
+                state = (
+                    await http.get(
+                        f"/api/realtime/calls/{call_id}", headers={"Authorization": f"Bearer {GATEWAY_TOKEN}"}
+                    )
+                ).json()
+                if state["state"] == "ended":
+                    break
+                await asyncio.sleep(0.1)
+        assert state["state"] == "ended"
+
+
+@pytest.mark.slow
+async def test_a_gateway_refusing_the_token_says_to_check_it(tmp_path: Path, isolated_env: Path) -> None:
+    async with gateway_over_emulator(tmp_path) as gateway:
+        session = WebRTCSession.via_gateway(gateway.http_base_url, "not-the-token-0123456789")
+        with pytest.raises(HandshakeRejected) as caught:
+            await session.start()
+        assert caught.value.status == 401
+        assert "the gateway refused the token" in caught.value.reason
+        assert "not-the-token" not in str(caught.value)
