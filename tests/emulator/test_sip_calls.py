@@ -71,11 +71,14 @@ class WebhookApp:
     control: list[tuple[str, int]] = field(default_factory=list)  # (action, HTTP status)
     sideband: list[dict[str, Any]] = field(default_factory=list)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    stall: asyncio.Event | None = None  # set: the webhook's answer waits for it
 
     async def webhook(self, request: Request) -> Response:
         body = await request.body()
         headers = dict(request.headers)
         self.deliveries.append({"headers": headers, "body": body})
+        if self.stall is not None:
+            await self.stall.wait()
         if self.statuses:
             return Response(status_code=self.statuses.pop(0))
         try:
@@ -341,6 +344,17 @@ async def test_a_call_nobody_decides_gives_no_answer_and_cannot_be_accepted_afte
         result = await place(emu, receiver, answer_timeout_s=1)
         assert result["outcome"] == "no_answer" and result["webhook_attempts"] == 1
         assert await app.post(result["call_id"], "accept", {"type": "realtime"}) == 400
+
+
+async def test_a_webhook_that_never_answers_gives_no_answer_at_the_ring_timeout(emulator) -> None:
+    async with phone_setup(emulator, None) as (emu, app, receiver):
+        app.stall = asyncio.Event()
+        started = time.monotonic()
+        result = await place(emu, receiver, answer_timeout_s=1)
+        waited_s = time.monotonic() - started
+        app.stall.set()
+    assert (result["outcome"], result["webhook_attempts"], result["webhook_status"]) == ("no_answer", 1, None)
+    assert waited_s < 3, "the caller waited for the webhook's own 10 s timeout"
 
 
 async def test_an_app_that_hangs_up_ends_the_call(emulator) -> None:

@@ -51,11 +51,16 @@ from realtalk.audio.g711 import G711_SAMPLE_RATE_HZ, ulaw_decode, ulaw_encode
 from realtalk.audio.pcm import WIRE_SAMPLE_RATE_HZ, pcm16_to_int16, read_wav, wav_bytes
 from realtalk.audio.resample import StreamingResampler, resample
 from realtalk.emulator import errors
-from realtalk.emulator.calls import Call, CallDecision
+from realtalk.emulator.calls import FRAME_BYTES, FRAME_MS, Call, CallDecision
 from realtalk.emulator.errors import RealtimeApiError
 from realtalk.emulator.session_config import apply_update, default_session
 from realtalk.emulator.validation import check_value
-from realtalk.emulator.webhook_signing import deliver_webhook, incoming_call_event, signing_key
+from realtalk.emulator.webhook_signing import (
+    WebhookDelivery,
+    deliver_webhook,
+    incoming_call_event,
+    signing_key,
+)
 
 if TYPE_CHECKING:
     from realtalk.emulator.server import EmulatorState
@@ -67,11 +72,10 @@ logger = logging.getLogger(__name__)
 CallOutcome = Literal["accepted", "rejected", "referred", "no_answer", "webhook_failed"]
 
 DTMF_DIGITS = "0123456789*#ABCD"
-FRAME_MS = 20
-_FRAME_BYTES_24K = WIRE_SAMPLE_RATE_HZ * FRAME_MS // 1000 * 2  # 960
 _DEFAULT_REJECT_STATUS = 603  # §5.5: Decline
 _MAX_CATCH_UP_FRAMES = 5  # behind by more: skip ahead, as a jitter buffer would drop late frames
 _MAX_CONTROL_BODY_BYTES = 64 * 1024 * 1024
+_WEBHOOK_GRACE_S = 5.0  # a decided call waits this long for the webhook's answer in flight
 _SIP_DOMAIN = "sip.example.com"
 
 # Calls transferred mid-call (refer on an active call): the target, for place_call's result.
@@ -162,9 +166,17 @@ async def place_call(
     ]
     call = state.calls.create("sip", sip_headers=sip_headers)
     event = incoming_call_event(call.id, sip_headers, created_at=int(time.time()))
+    progress = _DeliveryProgress()
     delivery_task = asyncio.create_task(
-        deliver_webhook(webhook_url, webhook_secret, event, should_retry=lambda: not call.decision.done())
+        deliver_webhook(
+            webhook_url,
+            webhook_secret,
+            event,
+            should_retry=lambda: not call.decision.done() and not call.ended.is_set(),
+            on_attempt=progress.update,
+        )
     )
+    deliveries = _Deliveries(delivery_task, progress)
     try:
         decision = await _wait_for_decision(call, delivery_task, answer_timeout_s)
         if decision is None:
@@ -172,13 +184,13 @@ async def place_call(
             failed = delivery is not None and not delivery.delivered
             outcome: CallOutcome = "webhook_failed" if failed else "no_answer"
             await call.hangup("caller")
-            return await _result(call, outcome, delivery_task, ended_by=call.ended_by)
+            return await _result(call, outcome, deliveries, grace_s=0)
         if decision.kind == "reject":
             await call.hangup("reject")
-            return await _result(call, "rejected", delivery_task, status_code=decision.status_code)
+            return await _result(call, "rejected", deliveries, status_code=decision.status_code)
         if decision.kind == "refer":
             await call.hangup("refer")
-            return await _result(call, "referred", delivery_task, refer_target=decision.target_uri)
+            return await _result(call, "referred", deliveries, refer_target=decision.target_uri)
         leg = _PhoneLeg(call, caller_pcm24, dtmf, hangup_after_s, max_recording_s)
         answered_at = time.monotonic()
         await leg.run()
@@ -186,7 +198,7 @@ async def place_call(
         return await _result(
             call,
             "referred" if target is not None else "accepted",
-            delivery_task,
+            deliveries,
             refer_target=target,
             agent_audio=bytes(leg.recording),
             duration_s=time.monotonic() - answered_at,
@@ -221,29 +233,61 @@ async def _wait_for_decision(
     return call.decision.result()
 
 
+class _DeliveryProgress:
+    """How far the webhook's delivery got, also when it is cancelled mid-attempt."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.status_code: int | None = None
+
+    def update(self, attempt: int, status_code: int | None) -> None:
+        self.attempts = attempt
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class _Deliveries:
+    task: asyncio.Task[WebhookDelivery]
+    progress: _DeliveryProgress
+
+    async def finish(self, grace_s: float) -> tuple[int, int | None]:
+        """(attempts, last status): the attempt in flight gets ``grace_s`` to end, then is dropped.
+
+        It stops retrying once the call is decided or over; an app that answers its webhook only
+        after deciding has a moment to do so.
+        """
+        if not self.task.done() and grace_s > 0:
+            await asyncio.wait({self.task}, timeout=grace_s)
+        if self.task.done() and not self.task.cancelled() and self.task.exception() is None:
+            delivery = self.task.result()
+            return delivery.attempts, delivery.status_code
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        return self.progress.attempts, self.progress.status_code
+
+
 async def _result(
     call: Call,
     outcome: CallOutcome,
-    delivery_task: asyncio.Task[Any],
+    deliveries: _Deliveries,
     *,
+    grace_s: float = _WEBHOOK_GRACE_S,
     status_code: int | None = None,
     refer_target: str | None = None,
-    ended_by: str | None = None,
     agent_audio: bytes = b"",
     duration_s: float = 0.0,
 ) -> CallResult:
-    # The delivery stops retrying once the call is decided; an attempt in flight finishes.
-    delivery = await delivery_task if not delivery_task.done() else delivery_task.result()
+    attempts, webhook_status = await deliveries.finish(grace_s)
     return CallResult(
         call_id=call.id,
         outcome=outcome,
         status_code=status_code,
         refer_target=refer_target,
-        ended_by=ended_by if ended_by is not None else call.ended_by,
+        ended_by=call.ended_by,
         agent_audio=agent_audio,
         duration_s=duration_s,
-        webhook_attempts=delivery.attempts,
-        webhook_status=delivery.status_code,
+        webhook_attempts=attempts,
+        webhook_status=webhook_status,
     )
 
 
@@ -296,9 +340,9 @@ class _PhoneLeg:
             frame += 1
 
     async def _tick(self, frame: int) -> None:
-        offset = frame * _FRAME_BYTES_24K
-        heard = self._caller[offset : offset + _FRAME_BYTES_24K]
-        await self.call.feed_pcm24(heard + bytes(_FRAME_BYTES_24K - len(heard)))
+        offset = frame * FRAME_BYTES
+        heard = self._caller[offset : offset + FRAME_BYTES]
+        await self.call.feed_pcm24(heard + bytes(FRAME_BYTES - len(heard)))
         played = self.call.next_output_frame()
         line = ulaw_decode(ulaw_encode(self._down.process(played)))
         if len(self.recording) < self._max_recording_bytes:

@@ -120,12 +120,15 @@ async def deliver_webhook(
     timeout_s: float = 10.0,
     client: httpx.AsyncClient | None = None,
     should_retry: Callable[[], bool] = lambda: True,
+    on_attempt: Callable[[int, int | None], None] = lambda attempt, status_code: None,
 ) -> WebhookDelivery:
     """POST ``event`` to ``url``, signed with ``secret``, until a 2xx or ``max_attempts`` attempts.
 
     The wait between attempts doubles from ``first_backoff_s``; no retry is made once
-    ``should_retry()`` is false (the call was answered meanwhile). Raises ``ValueError`` for an
-    unusable secret before anything is sent.
+    ``should_retry()`` is false (the call was answered meanwhile). ``on_attempt(n, None)`` is
+    called as attempt ``n`` starts and ``on_attempt(n, status)`` when it ends (so a caller that
+    cancels the delivery still knows how far it got). Raises ``ValueError`` for an unusable secret
+    before anything is sent.
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -145,12 +148,14 @@ async def deliver_webhook(
                     attempt -= 1
                     break
             headers = signed_headers(secret, body, webhook_id=webhook_id, timestamp=int(time.time()))
+            on_attempt(attempt, None)
             try:
                 response = await http.post(url, content=body, headers=headers, timeout=timeout_s)
             except httpx.HTTPError as exc:
                 status, error = None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
                 status = response.status_code
+                on_attempt(attempt, status)
                 if 200 <= status < 300:
                     return WebhookDelivery(webhook_id, True, attempt, status, None)
                 error = f"the webhook endpoint answered HTTP {status}"
