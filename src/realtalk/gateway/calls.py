@@ -141,8 +141,9 @@ class CallFeed:
                 queue.get_nowait()
         queue.put_nowait(item)
 
-    async def subscribe(self) -> AsyncGenerator[str, None]:
-        """The messages so far, then each new one, until the call ends."""
+    async def subscribe(self, keepalive_s: float | None = None) -> AsyncGenerator[str | None, None]:
+        """The messages so far, then each new one, until the call ends; ``None`` after
+        ``keepalive_s`` without a message (a stream that must not stay silent says so)."""
         queue: asyncio.Queue[str | None] = asyncio.Queue(_SUBSCRIBER_QUEUE)
         for text in self._backlog:
             self._put(queue, text)
@@ -151,7 +152,12 @@ class CallFeed:
         self._subscribers.add(queue)
         try:
             while True:
-                item = await queue.get()
+                try:
+                    async with asyncio.timeout(keepalive_s):
+                        item = await queue.get()
+                except TimeoutError:
+                    yield None
+                    continue
                 if item is None:
                     return
                 yield item

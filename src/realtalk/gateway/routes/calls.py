@@ -183,20 +183,6 @@ async def call_events(request: Request) -> Response:
 
 
 async def _sse(session: CallSession) -> AsyncIterator[bytes]:
-    messages = session.feed.subscribe()
-    next_message = asyncio.ensure_future(anext(messages))
-    try:
-        while True:
-            done, _ = await asyncio.wait({next_message}, timeout=_SSE_KEEPALIVE_S)
-            if not done:
-                yield b": keepalive\n\n"  # proxies close streams that stay silent
-                continue
-            try:
-                text = next_message.result()
-            except StopAsyncIteration:
-                return
-            yield f"data: {text}\n\n".encode()
-            next_message = asyncio.ensure_future(anext(messages))
-    finally:
-        next_message.cancel()
-        await messages.aclose()
+    async for text in session.feed.subscribe(keepalive_s=_SSE_KEEPALIVE_S):
+        # A comment line now and then: proxies close streams that stay silent.
+        yield b": keepalive\n\n" if text is None else f"data: {text}\n\n".encode()
