@@ -440,13 +440,14 @@ async def phone(
     *,
     scenario: dict[str, Any] | None = None,
     profile_extra: str = "",
+    pace: float = 1.0,
     **settings: Any,
 ) -> AsyncIterator[Phone]:
     profile = tmp_path / "agent.toml"
     profile.write_text(PROFILE + profile_extra)
     ledger_url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
     config = EmulatorConfig(
-        keys=(UPSTREAM_KEY,), pace=1.0, scenario=parse_scenario(scenario) if scenario else None
+        keys=(UPSTREAM_KEY,), pace=pace, scenario=parse_scenario(scenario) if scenario else None
     )
     async with Emulator(config, engines=engines) as emu:
         values = {
@@ -472,6 +473,12 @@ def loudest_dbfs(pcm: bytes, frame_bytes: int = 960) -> float:
     return max((rms_dbfs(frame) for frame in frames), default=-120.0)
 
 
+def loud_ms(pcm: bytes, frame_bytes: int = 960) -> int:
+    """How much of ``pcm`` (24 kHz) is agent speech: 20 ms frames above -45 dBFS."""
+    frames = [pcm[i : i + frame_bytes] for i in range(0, len(pcm) - frame_bytes + 1, frame_bytes)]
+    return 20 * sum(1 for frame in frames if rms_dbfs(frame) > -45)
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one sample of ``/metrics`` (0 when absent)."""
     wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
@@ -489,6 +496,8 @@ async def test_a_signed_call_is_accepted_greeted_and_the_agent_answers_the_calle
     async with phone(tmp_path, fast_engines) as line:
         result = await line.call("question", hangup_after_s=3)
         text = await line.metric_reaches(1, "realtalk_gateway_session_ends_total", reason="upstream_closed")
+        updates = line.emu.stats.events_received("session.update")
+        creates = line.emu.stats.events_received("response.create")
     rows = await line.ledger_sessions()
     assert result["outcome"] == "accepted", result
     assert result["webhook_attempts"] == 1 and result["webhook_status"] == 200
@@ -498,6 +507,12 @@ async def test_a_signed_call_is_accepted_greeted_and_the_agent_answers_the_calle
     assert loudest_dbfs(audio[:second]) > -35, "no greeting"
     # ... and the agent answers after the caller's question ends (4.8 s).
     assert loudest_dbfs(audio[5 * second :]) > -35, "the agent did not answer the caller"
+    # the profile's session, in the phone network's G.711 µ-law both ways
+    audio_config = updates[0]["session"]["audio"]
+    assert audio_config["input"]["format"]["type"] == audio_config["output"]["format"]["type"] == "audio/pcmu"
+    assert updates[0]["session"]["instructions"] == "You are the front desk of the Grand Hotel."
+    # the greeting: the first response, asked by the gateway with the profile's sentence
+    assert "Say that they reached the front desk." in creates[0]["response"]["instructions"]
     assert metric(text, "realtalk_gateway_sip_decisions_total", decision="accepted", reason="") == 1
     assert metric(text, "realtalk_gateway_calls_total", transport="sip") == 1
     assert metric(text, "realtalk_gateway_sip_webhooks_total", result="taken") == 1
@@ -583,14 +598,17 @@ async def test_a_replayed_delivery_is_refused_and_the_call_is_answered_once(
 async def test_transfer_to_human_refers_the_call_to_the_configured_target(
     tmp_path: Path, fast_engines: Engines
 ) -> None:
-    async with phone(tmp_path, fast_engines, scenario=TRANSFER_SCENARIO) as line:
+    # The model generates 40 times faster than real time, so its function call comes long before
+    # its words ("Let me put you through.", 1.4 s) have been played: a refer sent at once would
+    # cut them (the caller would hear none of it).
+    async with phone(tmp_path, fast_engines, scenario=TRANSFER_SCENARIO, pace=40.0) as line:
         result = await line.call("question", hangup_after_s=15)
         text = await line.metric_reaches(
             1, "realtalk_gateway_sip_decisions_total", decision="referred", reason="transfer_to_human"
         )
     assert (result["outcome"], result["refer_target"]) == ("referred", TRANSFER_TARGET), result
     # the agent's words before the transfer were played to the caller before it was referred
-    assert loudest_dbfs(heard(result)[5 * 24_000 * 2 :]) > -35
+    assert loud_ms(heard(result)[5 * 24_000 * 2 :]) > 1000
     assert (
         metric(text, "realtalk_gateway_sip_decisions_total", decision="referred", reason="transfer_to_human")
         == 1
@@ -598,16 +616,25 @@ async def test_transfer_to_human_refers_the_call_to_the_configured_target(
 
 
 @pytest.mark.slow
-async def test_keypad_presses_reach_the_agent_as_one_entry(tmp_path: Path, fast_engines: Engines) -> None:
-    dtmf = [{"digit": "4", "at_s": 1.0}, {"digit": "2", "at_s": 1.2}, {"digit": "#", "at_s": 1.4}]
+async def test_keypad_presses_reach_the_agent_as_one_entry_ended_by_hash_or_a_pause(
+    tmp_path: Path, fast_engines: Engines
+) -> None:
+    dtmf = [
+        {"digit": "4", "at_s": 1.0},
+        {"digit": "2", "at_s": 1.2},
+        {"digit": "#", "at_s": 1.4},
+        {"digit": "7", "at_s": 1.8},  # then nothing: sent after dtmf_timeout_s (0.5 s)
+    ]
     async with phone(tmp_path, fast_engines) as line:
         result = await line.call("silence", dtmf=dtmf, hangup_after_s=2)
         text = await line.metrics()
-        created = line.emu.stats.events_received("conversation.item.create")
+        created = [json.dumps(event) for event in line.emu.stats.events_received("conversation.item.create")]
     assert result["outcome"] == "accepted", result
-    entries = [json.dumps(event) for event in created]
-    assert any("pressed 4 2 # on the phone keypad" in entry for entry in entries), entries
-    assert metric(text, "realtalk_gateway_dtmf_digits_total") == 3
+    keypad = [entry for entry in created if "phone keypad" in entry]
+    assert len(keypad) == 2, created
+    assert "[The caller pressed 4 2 # on the phone keypad.]" in keypad[0]
+    assert "[The caller pressed 7 on the phone keypad.]" in keypad[1]
+    assert metric(text, "realtalk_gateway_dtmf_digits_total") == 4
 
 
 @pytest.mark.slow
