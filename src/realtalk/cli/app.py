@@ -11,7 +11,7 @@ import typer
 from realtalk import __version__
 from realtalk.cli.devices import devices
 from realtalk.cli.doctor import doctor
-from realtalk.cli.emulate import emulate
+from realtalk.cli.emulate import emulate_app
 from realtalk.cli.help_format import RealtalkCommand, RealtalkGroup
 from realtalk.cli.ledger import ledger_app
 from realtalk.cli.report import report
@@ -51,7 +51,7 @@ def _root(
 app.command(name="talk", cls=RealtalkCommand)(talk)
 app.command(name="serve", cls=RealtalkCommand)(serve)
 app.command(name="doctor", cls=RealtalkCommand)(doctor)
-app.command(name="emulate", cls=RealtalkCommand)(emulate)
+app.add_typer(emulate_app, name="emulate")
 app.command(name="devices", cls=RealtalkCommand)(devices)
 app.command(name="report", cls=RealtalkCommand)(report)
 app.add_typer(ledger_app, name="ledger")
