@@ -201,14 +201,16 @@ async def mint(emu: Emulator, session: dict[str, Any] | None = None) -> str:
     return str(response.json()["value"])
 
 
-async def post_offer(emu: Emulator, sdp: str, **kwargs: Any) -> httpx.Response:
+async def post_offer(emu: Emulator, sdp: str, query: str = "", **kwargs: Any) -> httpx.Response:
     async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
-        return await client.post(f"{emu.http_base_url}/openai/v1/realtime/calls", content=sdp, **kwargs)
+        return await client.post(
+            f"{emu.http_base_url}/openai/v1/realtime/calls{query}", content=sdp, **kwargs
+        )
 
 
 @asynccontextmanager
 async def webrtc_call(
-    emu: Emulator, session: dict[str, Any] | None = None
+    emu: Emulator, session: dict[str, Any] | None = None, query: str = ""
 ) -> AsyncIterator[tuple[Peer, Call]]:
     """A connected call: the ek_ minted with ``session``, the offer posted as application/sdp."""
     peer = Peer()
@@ -218,6 +220,7 @@ async def webrtc_call(
         response = await post_offer(
             emu,
             await peer.offer(),
+            query,
             headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/sdp"},
         )
         assert response.status_code == 201, response.text
@@ -323,6 +326,40 @@ async def test_session_update_over_the_data_channel_is_allowed(emulator) -> None
         peer.send({"type": "input_audio_buffer.commit"})  # nothing buffered: an error, on the channel
         error = await peer.until("error")
         assert error["error"]["code"] == "input_audio_buffer_commit_empty"
+
+
+async def test_webrtcfilter_keeps_the_data_channel_to_speech_and_transcripts(emulator, tone_engines) -> None:
+    allowed = {
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "output_audio_buffer.started",
+        "output_audio_buffer.stopped",
+        "conversation.item.input_audio_transcription.completed",
+        "conversation.item.added",
+        "conversation.item.created",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.output_audio_transcript.delta",
+        "response.output_audio_transcript.done",
+    }
+    session = {"instructions": "A secret prompt."}
+    async with (
+        emulator(engines=tone_engines, keys=(KEY,)) as emu,
+        webrtc_call(emu, session, "?webrtcfilter=on") as (peer, call),
+        websockets.connect(
+            f"{emu.websocket_base_url}/realtime?call_id={call.id}", additional_headers={"api-key": KEY}
+        ) as sideband,
+    ):
+        assert validate_server_event(await asyncio.wait_for(sideband.recv(), 20))["type"] == "session.created"
+        peer.send({"type": "response.create"})
+        await peer.until("output_audio_buffer.stopped")
+        assert set(peer.types()) <= allowed
+        assert "response.output_audio_transcript.done" in peer.types()
+        assert "A secret prompt." not in json.dumps(peer.events)
+        # The sideband (the server's) still sees everything.
+        async with asyncio.timeout(20):
+            while validate_server_event(await sideband.recv())["type"] != "response.done":
+                pass
 
 
 async def test_hangup_ends_the_peer_and_closes_the_sideband(emulator) -> None:

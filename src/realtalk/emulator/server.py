@@ -20,7 +20,8 @@ Routes (§1, §4.1 of the protocol notes):
 - ``POST /openai/v1/realtime/calls`` (and ``/v1/...``): a WebRTC call (``webrtc.py``): an SDP offer
   as ``application/sdp`` with ``Authorization: Bearer ek_...`` (the minted key's model and session),
   or ``multipart/form-data`` with parts ``sdp`` and ``session`` (JSON) and a configured key. 201,
-  the SDP answer, ``Location: /v1/realtime/calls/rtc_...``. ``POST .../calls/{call_id}/hangup``
+  the SDP answer, ``Location: /v1/realtime/calls/rtc_...``; ``?webrtcfilter=on`` narrows what the
+  data channel carries (§4.2). ``POST .../calls/{call_id}/hangup``
   ends a call (200).
 - ``GET /healthz``.
 
@@ -575,7 +576,8 @@ async def _create_call(request: Request) -> Response:
     call = state.calls.create("webrtc")
     try:
         await call.start_session(model, update or None, credential_kind=kind)
-        answer = await webrtc.answer(call, offer)
+        filtered = request.query_params.get("webrtcfilter", "").lower() == "on"
+        answer = await webrtc.answer(call, offer, filtered=filtered)
     except webrtc.BadOffer as exc:
         await call.hangup("session")
         return _bad_request(f"Invalid SDP offer: {exc}", "sdp", "invalid_sdp")

@@ -9,7 +9,9 @@ session has started, and returns the SDP answer. Then, until the call ends:
   48 kHz), paced in real time like aiortc's ``AudioStreamTrack``: each frame it takes is the call's
   playout clock, so the ms "played" are the ms handed to the encoder;
 - the data channel the client opens (any label; ``oai-events`` usually) is attached to the call:
-  its text messages are client events, in order; every server event goes out as JSON text.
+  its text messages are client events, in order; every server event goes out as JSON text. With
+  ``?webrtcfilter=on`` (Azure) only :data:`FILTERED_EVENT_TYPES` go out, keeping prompts and tool
+  calls out of the browser.
 
 No STUN or TURN servers: host candidates only, which is what a test on loopback needs. The peer
 connection closing or failing hangs the call up (``ended_by="peer"``); a hangup closes it.
@@ -38,7 +40,7 @@ from realtalk.audio.pcm import WIRE_SAMPLE_RATE_HZ
 from realtalk.audio.resample import StreamingResampler
 from realtalk.emulator.calls import FRAME_MS, Call
 
-__all__ = ["BadOffer", "answer"]
+__all__ = ["FILTERED_EVENT_TYPES", "BadOffer", "answer"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,23 @@ _FRAME_SAMPLES_48K = _RTC_RATE_HZ * FRAME_MS // 1000  # 960
 _MAX_LATE_S = 0.2  # an event-loop stall longer than this is not made up with a burst of frames
 _MAX_CHANNEL_BUFFER_BYTES = 8 * 1024 * 1024  # a data channel whose peer stopped reading is closed
 _MAX_INBOX = 1024  # client messages waiting for the call
+
+# What the data channel carries with ?webrtcfilter=on (§4.2).
+FILTERED_EVENT_TYPES = frozenset(
+    {
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "output_audio_buffer.started",
+        "output_audio_buffer.stopped",
+        "conversation.item.input_audio_transcription.completed",
+        "conversation.item.added",
+        "conversation.item.created",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.output_audio_transcript.delta",
+        "response.output_audio_transcript.done",
+    }
+)
 
 
 class BadOffer(ValueError):
@@ -96,11 +115,14 @@ class _AgentTrack(MediaStreamTrack):
 class _DataChannel:
     """A WebRTC data channel as a :class:`~realtalk.emulator.calls.CallChannel`."""
 
-    def __init__(self, channel: RTCDataChannel) -> None:
+    def __init__(self, channel: RTCDataChannel, allowed: frozenset[str] | None) -> None:
         self._channel = channel
+        self._allowed = allowed
 
     def send_event(self, event: dict[str, Any]) -> None:
         if self._channel.readyState != "open":
+            return
+        if self._allowed is not None and event.get("type") not in self._allowed:
             return
         if self._channel.bufferedAmount > _MAX_CHANNEL_BUFFER_BYTES:
             logger.warning("emulator call: the data channel's peer is not reading; closing it")
@@ -130,7 +152,7 @@ def _mono_pcm16(frame: AudioFrame) -> bytes:
 class _Leg:
     """One call's peer connection and the tasks that move its audio and events."""
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: Call, *, filtered: bool) -> None:
         self.call = call
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -144,7 +166,7 @@ class _Leg:
 
         @self.pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
-            adapter = _DataChannel(channel)
+            adapter = _DataChannel(channel, FILTERED_EVENT_TYPES if filtered else None)
 
             @channel.on("message")
             def on_message(message: Any) -> None:
@@ -222,9 +244,12 @@ class _Leg:
 _LEGS: set[_Leg] = set()  # keeps each leg (and its peer connection) alive while its call lasts
 
 
-async def answer(call: Call, offer_sdp: str) -> str:
-    """Answer ``offer_sdp`` for ``call`` (its session started) and run the media leg; the SDP answer."""
-    leg = _Leg(call)
+async def answer(call: Call, offer_sdp: str, *, filtered: bool = False) -> str:
+    """Answer ``offer_sdp`` for ``call`` (its session started) and run the media leg; the SDP answer.
+
+    ``filtered``: the data channel carries only :data:`FILTERED_EVENT_TYPES` (``?webrtcfilter=on``).
+    """
+    leg = _Leg(call, filtered=filtered)
     _LEGS.add(leg)
     try:
         try:
