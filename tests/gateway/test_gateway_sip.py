@@ -606,9 +606,12 @@ async def test_transfer_to_human_refers_the_call_to_the_configured_target(
         text = await line.metric_reaches(
             1, "realtalk_gateway_sip_decisions_total", decision="referred", reason="transfer_to_human"
         )
+        creates = [json.dumps(event) for event in line.emu.stats.events_received("response.create")]
     assert (result["outcome"], result["refer_target"]) == ("referred", TRANSFER_TARGET), result
     # the agent's words before the transfer were played to the caller before it was referred
     assert loud_ms(heard(result)[5 * 24_000 * 2 :]) > 1000
+    # ... and no "one moment" filler was asked for while the transfer waited for them
+    assert not any("One moment" in create for create in creates), creates
     assert (
         metric(text, "realtalk_gateway_sip_decisions_total", decision="referred", reason="transfer_to_human")
         == 1

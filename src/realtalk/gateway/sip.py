@@ -254,6 +254,13 @@ class SipCallSession(CallSession):
         self._flush_core_messages()
         self.log.info("call %s: greeting the caller", self.call_id)
 
+    def _start_tool(self, call_id: str, name: str, arguments: str) -> None:
+        super()._start_tool(call_id, name, arguments)
+        if name == TRANSFER_TOOL_NAME:
+            # The transfer waits for the agent's own words to be heard; a "one moment" filler in
+            # that wait would be said to a caller being put through.
+            self._stop_timer(call_id)
+
     # -- DTMF ---------------------------------------------------------------------------------------
 
     def _key(self, digit: object) -> None:

@@ -49,7 +49,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from realtalk.errors import ConfigError
 
@@ -348,6 +348,12 @@ def _hours(source: str, value: Any) -> OpeningHours:
     try:
         zone = ZoneInfo(zone_name)
     except (ZoneInfoNotFoundError, ValueError):
+        if not available_timezones():
+            raise _error(
+                source,
+                f"hours.time_zone {zone_name!r} cannot be read: this system has no time zone database "
+                "(install one: pip install tzdata, or the tzdata system package)",
+            ) from None
         raise _error(
             source, f"hours.time_zone {zone_name!r} is not an IANA time zone (Europe/Oslo, America/New_York)"
         ) from None
