@@ -491,7 +491,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 @pytest.mark.slow
 async def test_a_signed_call_is_accepted_greeted_and_the_agent_answers_the_caller(
-    tmp_path: Path, fast_engines: Engines
+    tmp_path: Path, fast_engines: Engines, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with phone(tmp_path, fast_engines) as line:
         result = await line.call("question", hangup_after_s=3)
@@ -519,6 +519,9 @@ async def test_a_signed_call_is_accepted_greeted_and_the_agent_answers_the_calle
     [row] = rows
     assert (row["transport"], row["user"]) == ("sip", "sip:+1425…12")
     assert CALLER not in text and CALLER[1:] not in str(rows)
+    gateway_log = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("realtalk.gateway"))
+    assert "+1425…12" in gateway_log
+    assert CALLER[1:] not in gateway_log and SECRET[6:] not in gateway_log
 
 
 @pytest.mark.slow
@@ -540,7 +543,7 @@ async def test_a_blocklisted_caller_is_declined_with_603_and_no_session(
 @pytest.mark.slow
 @pytest.mark.parametrize("attack", ["bad_signature", "stale_timestamp", "future_timestamp"])
 async def test_a_delivery_that_is_not_verified_is_refused_every_time_and_nothing_is_accepted(
-    tmp_path: Path, fast_engines: Engines, attack: str
+    tmp_path: Path, fast_engines: Engines, attack: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     def alter(body: bytes, sent: dict[str, str]) -> dict[str, str]:
         stamp = int(sent["webhook-timestamp"])
@@ -564,6 +567,9 @@ async def test_a_delivery_that_is_not_verified_is_refused_every_time_and_nothing
     assert metric(text, "realtalk_gateway_sip_webhooks_total", result=attack) == len(tap.deliveries)
     assert "realtalk_gateway_sip_decisions_total{" not in text
     assert line.emu.stats.connections_accepted == 0
+    refusals = [r.getMessage() for r in caplog.records if r.name == "realtalk.gateway.sip"]
+    assert refusals and all(attack in message for message in refusals)
+    assert not any(SECRET[6:] in m or "v1," in m for m in refusals)  # no secret, no signature
 
 
 @pytest.mark.slow

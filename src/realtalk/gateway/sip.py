@@ -15,8 +15,8 @@ is not 2xx, or is slow); ``SipCalls.ring`` only starts a task, and the task deci
 4. ``accept`` with the profile's session in G.711 µ-law (the phone network's codec, so the upstream
    transcodes nothing), the call's own tool added when the policy names a ``transfer_to``; then a
    ``SipCallSession`` runs on the call's sideband to the end: the profile's tools, pricing per turn,
-   the session and daily budgets (a call over budget is hung up, after the upstream has been told
-   why in the ledger and log), the ledger with transport ``sip``, metrics and logs (``calls.py``).
+   the session and daily budgets (a call over budget is hung up; the log and the ledger say why),
+   the ledger with transport ``sip``, metrics and logs (``calls.py``).
 
 What a SIP call adds to a ``CallSession``:
 
