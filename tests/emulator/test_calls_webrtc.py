@@ -157,6 +157,17 @@ class Peer:
         end = loud[gaps[0]] if len(gaps) else loud[-1]
         return float(end - loud[0] + 1) / 48
 
+    def longest_gap_ms(self, threshold: int = 500) -> float:
+        """The longest quiet stretch inside the first stretch of sound (a tone has none but its
+        zero crossings)."""
+        samples = np.frombuffer(bytes(self.heard), dtype="<i2")
+        loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > threshold)
+        if len(loud) < 2:
+            return 0.0
+        steps = np.diff(loud)
+        first_run = steps[: np.argmax(steps > 100 * 48)] if (steps > 100 * 48).any() else steps
+        return float(first_run.max() - 1) / 48 if len(first_run) else 0.0
+
     async def close(self) -> None:
         self.microphone.stop()
         await self.pc.close()
@@ -274,6 +285,7 @@ async def test_a_spoken_turn_over_webrtc_comes_back_as_events_and_audio(emulator
         assert abs(counter.agent_ms() - expected_ms) <= 1
         await peer.wait_for(lambda: peer.voiced_ms()[1] >= expected_ms - 40)
         assert abs(peer.voiced_ms()[1] - expected_ms) <= 40
+        assert peer.longest_gap_ms() < 1.0  # nothing inserted into the reply on its way
         assert emu.stats.calls_created == {"webrtc": 1}
         record = emu.stats.sessions[-1]
         assert (record.transport, record.call_id, record.credential_kind) == ("webrtc", call.id, "ephemeral")

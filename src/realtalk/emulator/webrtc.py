@@ -13,6 +13,11 @@ session has started, and returns the SDP answer. Then, until the call ends:
   ``?webrtcfilter=on`` (Azure) only :data:`FILTERED_EVENT_TYPES` go out, keeping prompts and tool
   calls out of the browser.
 
+Both directions convert 24 <-> 48 kHz with ``HalfBandResampler`` (exactly 2:1, 2 ms of delay, no
+buffering): soxr's streaming resampler hands its output over in blocks (0, then 1,660 samples,
+per 20 ms frame), so a frame-by-frame track would have had to buffer ahead (latency the playout
+clock does not see) or pad inside the reply (samples the server never counted).
+
 No STUN or TURN servers: host candidates only, which is what a test on loopback needs. The peer
 connection closing or failing hangs the call up (``ended_by="peer"``); a hangup closes it.
 """
@@ -36,6 +41,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
+from realtalk.audio.aec import HalfBandResampler
 from realtalk.audio.pcm import WIRE_SAMPLE_RATE_HZ
 from realtalk.audio.resample import StreamingResampler
 from realtalk.emulator.calls import FRAME_MS, Call
@@ -80,8 +86,7 @@ class _AgentTrack(MediaStreamTrack):
     def __init__(self, call: Call) -> None:
         super().__init__()
         self._call = call
-        self._up = StreamingResampler(WIRE_SAMPLE_RATE_HZ, _RTC_RATE_HZ)
-        self._pending = bytearray()
+        self._up = HalfBandResampler()
         self._start: float | None = None
         self._timestamp = 0
 
@@ -97,13 +102,7 @@ class _AgentTrack(MediaStreamTrack):
                 await asyncio.sleep(wait)
             elif wait < -_MAX_LATE_S:
                 self._start -= wait  # the loop stalled: carry on from now rather than burst
-        pcm24 = self._call.next_output_frame()
-        self._pending += self._up.process(pcm24)
-        want = _FRAME_SAMPLES_48K * 2
-        if len(self._pending) < want:  # the resampler's start-up delay: pad, once
-            self._pending[:0] = bytes(want - len(self._pending))
-        data = bytes(self._pending[:want])
-        del self._pending[:want]
+        data = self._up.up(self._call.next_output_frame())  # 960 samples at 48 kHz
         frame = AudioFrame(format="s16", layout="mono", samples=_FRAME_SAMPLES_48K)
         frame.planes[0].update(data)
         frame.pts = self._timestamp
@@ -199,17 +198,20 @@ class _Leg:
         task.add_done_callback(self.tasks.discard)
 
     async def _listen(self, track: MediaStreamTrack) -> None:
-        down = StreamingResampler(_RTC_RATE_HZ, WIRE_SAMPLE_RATE_HZ)
-        rate = _RTC_RATE_HZ
+        half = HalfBandResampler()
+        other: StreamingResampler | None = None  # for a decoder at another rate than 48 kHz
         try:
             while not self.call.ended.is_set():
                 frame = await track.recv()
                 if not isinstance(frame, AudioFrame):
                     continue
-                if frame.sample_rate != rate:
-                    rate = frame.sample_rate
-                    down = StreamingResampler(rate, WIRE_SAMPLE_RATE_HZ)
-                pcm = down.process(_mono_pcm16(frame))
+                mono = _mono_pcm16(frame)
+                if frame.sample_rate == _RTC_RATE_HZ and len(mono) % 4 == 0:
+                    pcm = half.down(mono)
+                else:
+                    if other is None or other.from_hz != frame.sample_rate:
+                        other = StreamingResampler(frame.sample_rate, WIRE_SAMPLE_RATE_HZ)
+                    pcm = other.process(mono)
                 if pcm:
                     await self.call.feed_pcm24(pcm)
         except MediaStreamError:
