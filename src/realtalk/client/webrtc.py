@@ -77,6 +77,7 @@ CLIENT_SECRET_TTL_S: Final = 60
 _MAX_ANSWER_BYTES: Final = 256 * 1024
 _HANGUP_TIMEOUT_S: Final = 5.0
 _INBOX_SIZE: Final = 4096
+_SAMPLES_PER_AUDIO_TOKEN: Final = 24_000 // 20  # assistant audio: 1 token per 50 ms (§3.3)
 
 SetupStep = Literal["credentials", "client_secret", "offer", "answer", "connect"]
 
@@ -438,6 +439,9 @@ class WebRTCSession(RealtimeSession):
         self._extra_out: deque[str] = deque()
         self._profile_interrupts = profile.interrupt_response if profile is not None else True
         self.call_id: str | None = None
+        self._flushes_seen: set[str] = set()
+        self._reply_samples: dict[str, int] = {}  # by response: its whole audio, from usage
+        self.on_event(self._note_flush)  # first handler: sees the core's flushes before the app does
         self.truncates_dropped = 0
         """``conversation.item.truncate`` events the core asked for and this transport did not send."""
 
@@ -555,10 +559,13 @@ class WebRTCSession(RealtimeSession):
                 raise _CallEnded
             for hook in self._frame_hooks:
                 hook("in", text)
-            self._before_core(text)
+            data = _decode(text)
+            audible = self._before_core(data) if data is not None else None
+            self._flushes_seen.clear()
             self.protocol.receive_message(text, self._clock())
             self._deliver()
-            self._after_core(text)
+            if audible is not None and audible not in self._flushes_seen:
+                self._flush_reply(audible)
             self._wake.set()
 
     async def _call_writer(self, call: _Call) -> None:
@@ -598,37 +605,83 @@ class WebRTCSession(RealtimeSession):
 
     # -- WebRTC-specific event handling ----------------------------------------------------------------
 
-    def _before_core(self, text: str) -> None:
-        data = _decode(text)
-        if data is None:
-            return
+    def _before_core(self, data: dict[str, Any]) -> str | None:
+        """Route the playout events to the attribution; returns the reply item to flush, if any."""
         kind = data.get("type")
+        response_id = data.get("response_id")
         if kind == "input_audio_buffer.speech_started":
             # Stop at once: the interrupted reply's audio still in the jitter buffer must not play.
+            audible = self._attribution.audible
             if self._attribution.playing_on_server and not self._profile_interrupts:
                 self._extra_out.append(json.dumps({"type": "output_audio_buffer.clear"}))
             self._attribution.interrupted()
+            return self._cut_target(audible)
+        if kind == "output_audio_buffer.cleared":
+            # After speech_started this is the server's half of the same barge-in (nothing is
+            # audible any more); on its own (a sideband or the gateway cleared), it stops the reply.
+            audible = self._attribution.audible
+            self._attribution.cleared(response_id if isinstance(response_id, str) else None)
+            return self._cut_target(audible)
+        if kind == "response.done":
+            self._note_reply_length(data)
         elif kind == "response.created":
-            response_id = _nested_id(data, "response")
-            if response_id is not None:
-                self._attribution.response_created(response_id)
-        elif kind == "output_audio_buffer.started":
-            if isinstance(data.get("response_id"), str):
-                self._attribution.started(data["response_id"])
-        elif kind == "output_audio_buffer.stopped":
-            if isinstance(data.get("response_id"), str):
-                self._attribution.stopped(data["response_id"])
+            created = _nested_id(data, "response")
+            if created is not None:
+                self._attribution.response_created(created)
+        elif kind == "output_audio_buffer.started" and isinstance(response_id, str):
+            self._attribution.started(response_id)
+        elif kind == "output_audio_buffer.stopped" and isinstance(response_id, str):
+            self._attribution.stopped(response_id)
+        return None
 
-    def _after_core(self, text: str) -> None:
-        data = _decode(text)
-        if data is None or data.get("type") != "output_audio_buffer.cleared":
+    def _cut_target(self, response_id: str | None) -> str | None:
+        """The item of the reply being cut, its audio length completed first (see below)."""
+        item_id = self._reply_item(response_id) if response_id is not None else None
+        if item_id is not None and response_id is not None:
+            self._complete_reply_audio(item_id, response_id)
+        return item_id
+
+    def _note_reply_length(self, data: dict[str, Any]) -> None:
+        # Over WebRTC a reply's audio is counted as it is played (real time), so at a barge-in the
+        # core would think the reply ends where playback stopped, and keep all of its transcript.
+        # Its whole length comes from the usage instead (§3.3: assistant audio is 20 tokens a second).
+        response = data.get("response")
+        response_id = response.get("id") if isinstance(response, dict) else None
+        usage = response.get("usage") if isinstance(response, dict) else None
+        details = usage.get("output_token_details") if isinstance(usage, dict) else None
+        tokens = details.get("audio_tokens") if isinstance(details, dict) else None
+        if not isinstance(response_id, str) or not isinstance(tokens, int) or tokens <= 0:
             return
-        response_id = data.get("response_id")
-        self._attribution.cleared(response_id if isinstance(response_id, str) else None)
-        # Cleared by someone else (a sideband, the gateway): flush what this client still holds.
-        item = self.protocol.conversation.last_unheard_audio_item()
-        if item is not None and not item.cut and (response_id is None or item.response_id == response_id):
-            self._emit(FlushPlayback(item.item_id))
+        self._reply_samples[response_id] = tokens * _SAMPLES_PER_AUDIO_TOKEN
+        while len(self._reply_samples) > 16:
+            self._reply_samples.pop(next(iter(self._reply_samples)))
+        item_id = self._reply_item(response_id)
+        if item_id is not None and self.protocol.conversation.is_cut(item_id):
+            self._complete_reply_audio(item_id, response_id)  # cut before its response was done
+
+    def _complete_reply_audio(self, item_id: str, response_id: str) -> None:
+        # Only for a reply being cut: none of its remaining audio will be counted any more.
+        expected = self._reply_samples.get(response_id)
+        item = self.protocol.conversation.item(item_id)
+        if expected is not None and item is not None and expected > item.audio_received_samples:
+            self.protocol.conversation.audio_received(
+                item_id,
+                expected - item.audio_received_samples,
+                sample_rate_hz=24_000,
+                response_id=response_id,
+            )
+
+    def _flush_reply(self, item_id: str) -> None:
+        # The core flushes on speech_started only while it counts the item as unheard; over WebRTC
+        # the whole reply is "received" (response.output_audio.done) long before it is played, so
+        # between two frames it can count as heard to its end. The speaker must stop all the same.
+        item = self.protocol.conversation.item(item_id)
+        if item is not None and not item.cut:
+            self._emit(FlushPlayback(item_id))
+
+    def _note_flush(self, event: object) -> None:
+        if isinstance(event, FlushPlayback):
+            self._flushes_seen.add(event.item_id)
 
     def _reply_item(self, response_id: str) -> str | None:
         for item in self.protocol.conversation.items_of_response(response_id):

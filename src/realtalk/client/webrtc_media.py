@@ -183,6 +183,11 @@ class ReplyAttribution:
         """The response whose audio the next audible frames belong to (``None``: none)."""
         return self._response_id
 
+    @property
+    def audible(self) -> str | None:
+        """The response whose audio is reaching the app now (its first audible frame arrived)."""
+        return self._response_id if self._heard else None
+
     def response_created(self, response_id: str) -> None:
         """``response.created``: its audio follows, after whatever is still playing."""
         if self._response_id is None or not self._heard:
