@@ -430,3 +430,20 @@ async def test_memory_per_call_is_bounded(emulator) -> None:
         assert len(channel.events) == calls.MAX_BACKLOG_EVENTS
         assert math.isclose(call.queued_ms, 0)
         await call.hangup("caller")
+
+
+async def test_the_playout_queue_is_bounded(emulator, tone_engines, monkeypatch, caplog) -> None:
+    from realtalk.emulator import calls
+
+    monkeypatch.setattr(calls, "MAX_PLAYOUT_MS", 300)
+    async with emulator(engines=tone_engines) as emu, active_call(emu) as (call, channel):
+        # Nothing plays (no media leg): the reply is generated whole, and only 300 ms of it is kept.
+        await call.receive(json.dumps({"type": "response.create"}))
+        await channel.until("response.done")
+        assert call.queued_ms == 300
+        assert "playout queue full" in caplog.text
+        leg = FakeLeg(call)
+        leg.start()
+        await channel.until("output_audio_buffer.stopped")
+        assert abs(leg.agent_ms() - 300) <= 1
+        await leg.stop()
