@@ -496,10 +496,15 @@ class WebRTCSession(RealtimeSession):
         self.dropped_audio_bytes += call.microphone.dropped_samples - before
 
     def interrupt(self) -> None:
-        """Local barge-in: flush local playback, cancel the response, and clear the server's queue."""
+        """Local barge-in: flush local playback, cancel the response, and clear the server's queue
+        (§2.5 E: over WebRTC, ``response.cancel`` then ``output_audio_buffer.clear``)."""
         playing = bool(self._attribution.playing_on_server)
+        audible = self._cut_target(self._attribution.audible)
         self._attribution.interrupted()
+        self._flushes_seen.clear()
         super().interrupt()
+        if audible is not None and audible not in self._flushes_seen:
+            self._flush_reply(audible)
         if playing:
             self._send_raw({"type": "output_audio_buffer.clear"})
 
@@ -690,9 +695,9 @@ class WebRTCSession(RealtimeSession):
         return None
 
     def _frame_sent(self, pcm24_bytes: int) -> None:
-        # The server counts audio_end_ms over all the track carried: the latency timeline must too.
-        if self.status.state == "connected":
-            self.protocol.audio_appended(pcm24_bytes, self._clock())
+        # The server counts audio_end_ms over all the track carried, from the call's first frame
+        # (before the session is ready too): the latency timeline must count the same audio.
+        self.protocol.audio_appended(pcm24_bytes, self._clock())
 
     def _send_raw(self, event: Mapping[str, Any]) -> None:
         self._extra_out.append(json.dumps(dict(event)))
