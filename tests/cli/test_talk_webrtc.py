@@ -79,11 +79,6 @@ async def test_the_transport_picks_the_session_class(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="talk_conversation.converse builds RealtimeSession(...) itself; it must build "
-    "target.session_class(...) for --transport webrtc to take effect",
-)
 def test_a_spoken_turn_over_webrtc_against_the_embedded_emulator(tmp_path: Path) -> None:
     out = tmp_path / "out.wav"
     events = tmp_path / "events.jsonl"

@@ -308,13 +308,14 @@ def settings_for(tmp_path: Path, emulator: Emulator, **overrides: Any) -> Settin
 
 @asynccontextmanager
 async def ui_stack(
-    tmp_path: Path, engines: Engines, scenario: Scenario, **gateway_settings: Any
+    tmp_path: Path, engines: Engines, scenario: Scenario, *, pace: float = 1.0, **gateway_settings: Any
 ) -> AsyncIterator[UiStack]:
-    """An emulator (scripted replies, real-time pace) behind ``realtalk serve``'s app on port 0.
+    """An emulator (scripted replies, real-time pace unless ``pace`` says otherwise) behind
+    ``realtalk serve``'s app on port 0.
 
     ``gateway_settings`` override ``Settings`` fields (``gateway_tokens``, limits, ...).
     """
-    config = EmulatorConfig(keys=(UPSTREAM_KEY,), pace=1.0, scenario=scenario)
+    config = EmulatorConfig(keys=(UPSTREAM_KEY,), pace=pace, scenario=scenario)
     async with Emulator(config, engines=engines) as emulator:
         async with Gateway(create_app(settings_for(tmp_path, emulator, **gateway_settings))) as gateway:
             yield UiStack(gateway, emulator)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,11 @@ import numpy as np
 import pytest
 
 from realtalk.audio.pcm import float_to_pcm16
-from realtalk.emulator import Engines, parse_scenario
+from realtalk.emulator import Engines, load_engines, parse_scenario
 
 from .test_browser import (
     LONG_REPLY,
+    PHRASES,
     UPSTREAM_KEY,
     chromium_page,
     fake_microphone,
@@ -37,10 +39,30 @@ from .test_browser import (
 pytestmark = [pytest.mark.system_package("chromium"), pytest.mark.slow]
 
 AUTOPLAY = ("--autoplay-policy=no-user-gesture-required",)
+# Opus encodes 20 ms of digital silence in a few bytes, and 20 ms of the tone in far more.
+SILENT_FRAME_BYTES = 12
 
 PROBE = """
 (() => {
-  const probe = { events: [], sent: [], channel: null, rendered: 0, rate: 0, segments: [], tracks: 0 };
+  const WORKER = `postMessage({ hello: true });
+  onrtctransform = (event) => {
+    const transformer = event.transformer;
+    transformer.readable.pipeThrough(new TransformStream({
+      transform(frame, controller) {
+        try {
+          const ts = frame.getMetadata().rtpTimestamp ?? frame.timestamp;
+          postMessage({ ts, size: frame.data.byteLength });
+        } catch (error) {
+          postMessage({ error: String(error) });
+        }
+        controller.enqueue(frame);
+      },
+    })).pipeTo(transformer.writable).catch((error) => postMessage({ piped: String(error) }));
+  };`;
+  const probe = { events: [], sent: [], channel: null, rendered: 0, rate: 0, segments: [] };
+  probe.tracks = 0;
+  probe.frames = [];
+  probe.errors = [];
   window.rtcProbe = probe;
   let current = null;
   let silentRun = 0;
@@ -75,8 +97,25 @@ PROBE = """
       super(...args);
       this.addEventListener("track", (event) => {
         probe.tracks++;
+
         tap(event.streams[0] ?? new MediaStream([event.track]));
       });
+    }
+    addTrack(...args) {
+      const sender = super.addTrack(...args);
+      // Every encoded frame the page receives, in a worker: its RTP timestamp and size. The
+      // transform goes on the receiver before the call starts (later, Chromium passes no frame).
+      for (const transceiver of this.getTransceivers()) {
+        if (transceiver.receiver.transform) continue;
+        const worker = new Worker(URL.createObjectURL(new Blob([WORKER], { type: "text/javascript" })));
+        worker.onmessage = (message) => {
+          if (message.data.size === undefined) probe.errors.push(JSON.stringify(message.data));
+          else probe.frames.push(message.data);
+        };
+        worker.onerror = (error) => probe.errors.push(String(error.message));
+        transceiver.receiver.transform = new RTCRtpScriptTransform(worker, {});
+      }
+      return sender;
     }
     createDataChannel(...args) {
       const channel = super.createDataChannel(...args);
@@ -112,8 +151,11 @@ class ContinuousTone:
 
 
 @pytest.fixture(scope="module")
-def tone_engines(speech_engines: Engines) -> Engines:
-    return dataclasses.replace(speech_engines, synthesizer=ContinuousTone())
+def tone_engines() -> Engines:
+    """Energy VAD, PocketSphinx that knows the fixtures' sentences, and the gapless tone voice."""
+    return dataclasses.replace(
+        load_engines("energy", "auto", "tone", phrases=PHRASES), synthesizer=ContinuousTone()
+    )
 
 
 def record_network(page: Any) -> list[str]:
@@ -137,8 +179,7 @@ def record_network(page: Any) -> list[str]:
 
 async def probe(page: Any) -> dict[str, Any]:
     state: dict[str, Any] = await page.evaluate(
-        "() => { const p = window.rtcProbe; return {events: p.events, sent: p.sent, rendered: p.rendered, "
-        "rate: p.rate, segments: p.segments, tracks: p.tracks}; }"
+        "() => { const { channel, ...rest } = window.rtcProbe; return rest; }"
     )
     return state
 
@@ -151,7 +192,9 @@ async def test_a_webrtc_call_answers_and_a_barge_in_is_cut_where_the_page_stoppe
     # please wait" starts 10.8 s in, inside it.
     microphone = fake_microphone(tmp_path / "mic.wav", "question", 6000, "stop", 6000)
     async with (
-        ui_stack(tmp_path, tone_engines, scenario) as stack,
+        # Generated twice as fast as it plays, as the service does: the service's playout never
+        # runs dry mid-reply, so every frame of the reply is whole.
+        ui_stack(tmp_path, tone_engines, scenario, pace=2.0) as stack,
         chromium_page(microphone, AUTOPLAY) as page,
     ):
         network = record_network(page)
@@ -180,9 +223,34 @@ async def test_a_webrtc_call_answers_and_a_barge_in_is_cut_where_the_page_stoppe
     [truncated] = [event for event in state["events"] if event["type"] == "conversation.item.truncated"]
     # The first stretch of sound is the cut reply: from its first sample to the last the page
     # rendered before the service stopped sending it.
+    # The frames of the cut reply, as the page received them (encoded: the tone's frames are
+    # large, silence's a few bytes); each is 20 ms of audio, and the jitter buffer plays them all.
+    sizes = sorted({frame["size"] for frame in state["frames"]})
+    sound = [frame for frame in state["frames"] if frame["size"] > SILENT_FRAME_BYTES]
+    assert sound, (sizes, state["errors"])
+    reply = [sound[0]]
+    for frame in sound[1:]:
+        if frame["ts"] - reply[-1]["ts"] > 960:  # a gap: the next reply
+            break
+        reply.append(frame)
+    # The encoder's last one or two frames after a cut are larger than the steady tone's: the
+    # codec's decay into silence (its overlap and lookahead), not audio the service played.
+    steady = statistics.median(frame["size"] for frame in reply)
+    tail = 0
+    while tail < 2 and reply[-1 - tail]["size"] > 1.25 * steady:
+        tail += 1
+    content = reply[: len(reply) - tail]
+    page_played_ms = (content[-1]["ts"] - content[0]["ts"]) / 48 + 20
+    assert abs(truncated["audio_end_ms"] - page_played_ms) <= 20, (
+        truncated["audio_end_ms"],
+        page_played_ms,
+        [frame["size"] for frame in reply[-4:]],
+    )
+    # What the page rendered of it (first to last audible sample) agrees too, within what the
+    # jitter buffer stretches or shrinks while it plays (tens of milliseconds).
     first = state["segments"][0]
-    page_played_ms = (first["end"] - first["start"] + 1) / state["rate"] * 1000
-    assert abs(truncated["audio_end_ms"] - page_played_ms) <= 20, (truncated, page_played_ms)
+    rendered_ms = (first["end"] - first["start"] + 1) / state["rate"] * 1000
+    assert abs(rendered_ms - page_played_ms) < 250, (rendered_ms, page_played_ms)
     assert 1_000 < truncated["audio_end_ms"] < 12_000, "cut mid-reply, not at its end"
     cleared = types.index("output_audio_buffer.cleared")
     assert (

@@ -89,7 +89,7 @@ async def converse(options: TalkOptions, settings: Settings, console: Console, e
                 stack.push_async_callback(ledger.aclose)  # after the session and its meter closed
             tools = session_tools(options, target.endpoint, target.credential, stack)
             settings_of_tools = options.agent_file.tool_settings if options.agent_file else ToolSettings()
-            session = RealtimeSession(
+            session = target.session_class(
                 target.endpoint,
                 target.credential,
                 profile=options.profile,

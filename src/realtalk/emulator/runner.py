@@ -73,4 +73,6 @@ class Emulator(EmbeddedApp):
             ws_max_size=self.config.max_event_bytes + _FRAME_SLACK_BYTES,
             ws_ping_interval=None,
             timeout_graceful_shutdown=2,
+            # Live WebRTC and SIP calls end with the server (their peer connections close).
+            before_shutdown=app.app.state.emulator.calls.hangup_all,
         )
