@@ -72,6 +72,10 @@ param gatewayTokens string = ''
 @description('REALTALK_GATEWAY_METRICS_TOKEN: the bearer token a scraper sends to read /metrics (empty: /metrics is open).')
 param gatewayMetricsToken string = ''
 
+@secure()
+@description('REALTALK_GATEWAY_SIP_WEBHOOK_SECRET: the whsec_ signing secret of the webhook endpoint registered for realtime.call.incoming (empty: phone calls are not taken; docs/sip.md).')
+param gatewaySipWebhookSecret string = ''
+
 @description('Minimum replicas.')
 @minValue(0)
 param gatewayMinReplicas int = 1
@@ -284,6 +288,7 @@ module gateway 'modules/gateway-app.bicep' = {
     gatewayPreviousSecret: gatewayPreviousSecret
     gatewayTokens: gatewayTokens
     metricsToken: gatewayMetricsToken
+    sipWebhookSecret: gatewaySipWebhookSecret
     drainSeconds: gatewayDrainSeconds
     minReplicas: gatewayMinReplicas
     maxReplicas: gatewayMaxReplicas

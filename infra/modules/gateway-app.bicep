@@ -62,6 +62,10 @@ param gatewayTokens string = ''
 @description('REALTALK_GATEWAY_METRICS_TOKEN: the bearer token a scraper sends to read /metrics (empty: /metrics is open).')
 param metricsToken string = ''
 
+@secure()
+@description('REALTALK_GATEWAY_SIP_WEBHOOK_SECRET: the whsec_ signing secret of the Azure OpenAI webhook endpoint for realtime.call.incoming (empty: phone calls are not taken).')
+param sipWebhookSecret string = ''
+
 @description('Port the gateway listens on in the container.')
 param targetPort int = 8000
 
@@ -179,13 +183,19 @@ var metricsTokenEntries = empty(metricsToken) ? [] : [
     value: metricsToken
   }
 ]
+var sipSecretEntries = empty(sipWebhookSecret) ? [] : [
+  {
+    name: 'gateway-sip-webhook-secret'
+    value: sipWebhookSecret
+  }
+]
 var authSecretEntries = (authEnabled && !empty(authClientSecret)) ? [
   {
     name: authSecretName
     value: authClientSecret
   }
 ] : []
-var secrets = concat(gatewaySecretEntries, previousSecretEntries, tokensEntries, metricsTokenEntries, authSecretEntries)
+var secrets = concat(gatewaySecretEntries, previousSecretEntries, tokensEntries, metricsTokenEntries, sipSecretEntries, authSecretEntries)
 
 var baseEnv = [
   {
@@ -251,6 +261,12 @@ var metricsTokenEnv = empty(metricsToken) ? [] : [
     secretRef: 'gateway-metrics-token'
   }
 ]
+var sipSecretEnv = empty(sipWebhookSecret) ? [] : [
+  {
+    name: 'REALTALK_GATEWAY_SIP_WEBHOOK_SECRET'
+    secretRef: 'gateway-sip-webhook-secret'
+  }
+]
 // Only behind Container Apps authentication, which sets the principal headers and strips any a
 // client sent (docs/gateway.md).
 var principalHeaderEnv = authEnabled ? [
@@ -289,7 +305,7 @@ var ledgerUpgradeEnv = upgradeLedgerOnStart ? [
     value: 'true'
   }
 ] : []
-var env = concat(baseEnv, previousSecretEnv, tokensEnv, metricsTokenEnv, principalHeaderEnv, originsEnv, userDailyBudgetEnv, dailyBudgetEnv, ledgerEnv, ledgerUpgradeEnv)
+var env = concat(baseEnv, previousSecretEnv, tokensEnv, metricsTokenEnv, sipSecretEnv, principalHeaderEnv, originsEnv, userDailyBudgetEnv, dailyBudgetEnv, ledgerEnv, ledgerUpgradeEnv)
 
 resource app 'Microsoft.App/containerApps@2025-01-01' = {
   name: name
