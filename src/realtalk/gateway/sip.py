@@ -443,8 +443,7 @@ class SipCalls:
             with contextlib.suppress(CallControlError):
                 await control.hangup(call_id)
             raise
-        # What GatewayState.call_session does, for this subclass: findable by its call id.
-        state.calls[call_id] = session
+        state.track_call(session)
         await state.serve_call(session, admission, reservation)
 
 

@@ -293,8 +293,13 @@ class GatewayState:
             call_tools=call_tools,
             audio_format=audio_format,
         )
-        self.calls[call_id] = session
+        self.track_call(session)
         return session
+
+    def track_call(self, session: CallSession) -> None:
+        """Make ``session`` findable by its call id (``calls``) until a minute after it ends; for a
+        ``CallSession`` subclass built outside ``call_session`` (a SIP call's)."""
+        self.calls[session.call_id] = session
 
     async def serve_call(self, session: CallSession, admission: Admission, reservation: Reservation) -> None:
         """Run one call's session to its end, then give its slot (and lease) back. The call stays
