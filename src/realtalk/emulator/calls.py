@@ -157,6 +157,7 @@ class Call:
         self._in_format: str | None = None
         self._in_resampler: StreamingResampler | None = None
         self.frames_played = 0  # next_output_frame calls (the playout clock, 20 ms each)
+        self._halted: tuple[str | None, dict[str, int]] | None = None  # cut by halt, not truncated yet
 
     def __repr__(self) -> str:
         return f"Call({self.id!r}, {self.transport}, {self.state})"
@@ -400,30 +401,41 @@ class Call:
         del self._generated[response_id]
         self._send(_audio_buffer_event("output_audio_buffer.stopped", response_id))
 
-    async def barge_in(self) -> None:
-        """Speech started (interrupt_response on, any active response cancelled): cut playout."""
+    def halt(self) -> None:
+        """Speech started (``interrupt_response`` on): stop playing at once, before the response is
+        cancelled, so the caller hears nothing more of it; ``barge_in`` then truncates there."""
         if self._queue:
-            await self._cut_playout()
+            self._halted = self._stop_playout()
+
+    async def barge_in(self) -> None:
+        """After ``halt`` and the response's cancellation: truncate each cut item where it stopped."""
+        halted, self._halted = self._halted, None
+        if halted is not None:
+            await self._truncate(*halted)
 
     async def clear(self) -> None:
         """``output_audio_buffer.clear`` from a channel."""
-        await self._cut_playout()
+        await self._truncate(*self._stop_playout())
 
-    async def _cut_playout(self) -> None:
-        session = self.session
+    def _stop_playout(self) -> tuple[str | None, dict[str, int]]:
+        """Drop the queue; (its first response, the ms played of each item in it)."""
         chunks = list(self._queue)
         self._queue.clear()
         self._queued_bytes = 0
         response_id = chunks[0].response_id if chunks else self._last_response_id
-        items: dict[str, None] = {}
+        played: dict[str, int] = {}
         for chunk in chunks:
             _remember(self._cut, chunk.response_id)
             self._started.pop(chunk.response_id, None)
             self._generated.pop(chunk.response_id, None)
-            items[chunk.item_id] = None
+            played[chunk.item_id] = self.played_ms(chunk.item_id)
+        return response_id, played
+
+    async def _truncate(self, response_id: str | None, played: dict[str, int]) -> None:
+        session = self.session
         if session is not None:
-            for item_id in items:
-                await session.truncate_played(item_id, self.played_ms(item_id))
+            for item_id, played_ms in played.items():
+                await session.truncate_played(item_id, played_ms)
         if response_id is not None:
             self._send(_audio_buffer_event("output_audio_buffer.cleared", response_id))
 

@@ -87,8 +87,11 @@ _RATE_WINDOW_S = 60.0
 class Playout(Protocol):
     """Server-side playback of a call's audio (``calls.py``): a WebSocket session has none."""
 
+    def halt(self) -> None:
+        """Speech started while ``interrupt_response`` is on: stop playing now."""
+
     async def barge_in(self) -> None:
-        """Speech started while ``interrupt_response`` is on: cut what is still playing."""
+        """After ``halt`` and the response's cancellation: truncate where playback stopped."""
 
     async def clear(self) -> None:
         """``output_audio_buffer.clear``: drop the queued audio, truncate at the ms played."""
@@ -323,6 +326,8 @@ class RealtimeSession:
             self._cancel_idle_timer()
             await self._emit(events.speech_started(found.stream_ms, self._speech_item_id))
             interrupt = detection is not None and detection.get("interrupt_response", True)
+            if interrupt and self._playout is not None:
+                self._playout.halt()  # a call: the caller hears nothing more of the reply from now
             if interrupt and self._active is not None:
                 await self._cancel_run(self._active, "turn_detected")
             if interrupt and self._playout is not None:
