@@ -101,7 +101,9 @@ def serve(
 
     Clients (the UI, the official SDK, other frameworks) connect here instead of Azure: the gateway
     authenticates them, applies the agent profile, forwards audio, meters cost and enforces limits.
-    Without client authentication it only listens on 127.0.0.1; set REALTALK_GATEWAY_TOKENS or
+    WebRTC calls (POST /api/realtime/webrtc, the UI's default) and phone calls (POST
+    /webhooks/realtime, with REALTALK_GATEWAY_SIP_WEBHOOK_SECRET) go straight to the service and are
+    watched, metered and hung up by the gateway. Without client authentication it only listens on 127.0.0.1; set REALTALK_GATEWAY_TOKENS or
     REALTALK_GATEWAY_SECRET to listen elsewhere. See docs/gateway.md.
     """
     try:
