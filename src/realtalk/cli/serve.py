@@ -103,8 +103,9 @@ def serve(
     authenticates them, applies the agent profile, forwards audio, meters cost and enforces limits.
     WebRTC calls (POST /api/realtime/webrtc, the UI's default) and phone calls (POST
     /webhooks/realtime, with REALTALK_GATEWAY_SIP_WEBHOOK_SECRET) go straight to the service and are
-    watched, metered and hung up by the gateway. Without client authentication it only listens on 127.0.0.1; set REALTALK_GATEWAY_TOKENS or
-    REALTALK_GATEWAY_SECRET to listen elsewhere. See docs/gateway.md.
+    watched, metered and hung up by the gateway. Without client authentication it only listens on
+    127.0.0.1; set REALTALK_GATEWAY_TOKENS or REALTALK_GATEWAY_SECRET to listen elsewhere. See
+    docs/gateway.md.
     """
     try:
         settings = load_checked_settings()

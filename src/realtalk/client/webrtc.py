@@ -359,10 +359,18 @@ class _Call:
         if not self._hung_up:
             self._hung_up = True
             if self.call_id is not None:
-                try:
-                    await self.signaling.hangup(self.http, self.call_id)
-                except (httpx.HTTPError, ConfigError) as exc:
-                    logger.warning("could not hang up call %s: %s", self.call_id, exc)
+                for attempt in (1, 2):
+                    try:
+                        await self.signaling.hangup(self.http, self.call_id)
+                    except httpx.TransportError as exc:
+                        # A pooled connection the server closed while idle (its keep-alive ran
+                        # out as the request left): hanging up is idempotent, so once more.
+                        if attempt == 1 and not isinstance(exc, httpx.TimeoutException):
+                            continue
+                        logger.warning("could not hang up call %s: %r", self.call_id, exc)
+                    except (httpx.HTTPError, ConfigError) as exc:
+                        logger.warning("could not hang up call %s: %r", self.call_id, exc)
+                    break
             self.microphone.stop()
             await self.pc.close()
 

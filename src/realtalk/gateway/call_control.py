@@ -79,14 +79,22 @@ class CallControl:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
         expected: tuple[int, ...] = (200,),
+        idempotent: bool = False,
     ) -> httpx.Response:
         request_headers = dict(headers) if headers is not None else await self._upstream.credential.headers()
-        try:
-            response = await self._http.post(
-                self._base + path, json=json_body, content=content, headers=request_headers
-            )
-        except httpx.HTTPError as exc:
-            raise CallControlError(what, None, f"{type(exc).__name__}: {exc}") from None
+        for attempt in (1, 2):
+            try:
+                response = await self._http.post(
+                    self._base + path, json=json_body, content=content, headers=request_headers
+                )
+                break
+            except httpx.HTTPError as exc:
+                # A pooled connection the upstream closed while idle fails as the request leaves;
+                # an idempotent request (a hangup) is sent once more on a fresh one.
+                stale = isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.TimeoutException)
+                if attempt == 1 and idempotent and stale:
+                    continue
+                raise CallControlError(what, None, f"{type(exc).__name__}: {exc!r}") from None
         if response.status_code not in expected:
             raise CallControlError(what, response.status_code, _detail(response))
         return response
@@ -142,4 +150,6 @@ class CallControl:
 
     async def hangup(self, call_id: str) -> None:
         """End a WebRTC or SIP call."""
-        await self._post("hanging up a call", f"/realtime/calls/{quote(call_id, safe='')}/hangup")
+        await self._post(
+            "hanging up a call", f"/realtime/calls/{quote(call_id, safe='')}/hangup", idempotent=True
+        )
