@@ -934,7 +934,7 @@ async def gateway_over_emulator(tmp_path: Path) -> AsyncIterator[Gateway]:
 
 @pytest.mark.slow
 async def test_through_a_gateway_the_call_runs_with_the_gateways_profile_and_close_hangs_up(
-    tmp_path: Path, isolated_env: Path
+    tmp_path: Path, isolated_env: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with gateway_over_emulator(tmp_path) as gateway:
         session = WebRTCSession.via_gateway(gateway.http_base_url, GATEWAY_TOKEN)
@@ -963,6 +963,10 @@ async def test_through_a_gateway_the_call_runs_with_the_gateways_profile_and_clo
                     break
                 await asyncio.sleep(0.1)
         assert state["state"] == "ended"
+        # The session's own DELETE ended it (not the peer connection closing), and it got its
+        # answer: the HTTP client was not closed under it while the gateway hung up upstream.
+        assert state["ended"]["reason"] == "hung up", state
+        assert not [r for r in caplog.records if "could not hang up" in r.getMessage()]
 
 
 @pytest.mark.slow

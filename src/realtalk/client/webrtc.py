@@ -291,7 +291,7 @@ class _Call:
         self.inbox: asyncio.Queue[str | None] = asyncio.Queue(_INBOX_SIZE)
         self.opened = asyncio.Event()
         self.end_reason: ConnectionClosed | None = None
-        self._hung_up = False
+        self._ending: asyncio.Future[None] | None = None
         self.channel.on("open", self.opened.set)
         self.channel.on("message", self._on_message)
         self.channel.on(
@@ -355,24 +355,32 @@ class _Call:
             self.channel.send(text)
 
     async def end(self) -> None:
-        """Hang up (once; failures are logged) and close the peer connection."""
-        if not self._hung_up:
-            self._hung_up = True
-            if self.call_id is not None:
-                for attempt in (1, 2):
-                    try:
-                        await self.signaling.hangup(self.http, self.call_id)
-                    except httpx.TransportError as exc:
-                        # A pooled connection the server closed while idle (its keep-alive ran
-                        # out as the request left): hanging up is idempotent, so once more.
-                        if attempt == 1 and not isinstance(exc, httpx.TimeoutException):
-                            continue
-                        logger.warning("could not hang up call %s: %r", self.call_id, exc)
-                    except (httpx.HTTPError, ConfigError) as exc:
-                        logger.warning("could not hang up call %s: %r", self.call_id, exc)
-                    break
-            self.microphone.stop()
+        """Hang up (once; failures are logged) and close the peer connection. Callers that come
+        while it runs wait for the same hang-up: the pump, which closes the HTTP client after,
+        must not close it under a hang-up still on the wire (that failed it, now and then)."""
+        if self._ending is None:
+            self._ending = asyncio.ensure_future(self._end())
+        await asyncio.shield(self._ending)
+
+    async def _end(self) -> None:
+        if self.call_id is not None:
+            for attempt in (1, 2):
+                try:
+                    await self.signaling.hangup(self.http, self.call_id)
+                except httpx.TransportError as exc:
+                    # A pooled connection the server closed while idle (its keep-alive ran out
+                    # as the request left): hanging up is idempotent, so once more.
+                    if attempt == 1 and not isinstance(exc, httpx.TimeoutException):
+                        continue
+                    logger.warning("could not hang up call %s: %r", self.call_id, exc)
+                except (httpx.HTTPError, ConfigError) as exc:
+                    logger.warning("could not hang up call %s: %r", self.call_id, exc)
+                break
+        self.microphone.stop()
+        try:
             await self.pc.close()
+        finally:
+            await self.http.aclose()  # nothing more goes to this call's server
 
 
 # -- the session ---------------------------------------------------------------------------------------
@@ -536,7 +544,6 @@ class WebRTCSession(RealtimeSession):
             await call.open(self._timeout_s)
         except BaseException:
             await call.end()
-            await http.aclose()
             raise
         self.connections += 1
         self.call_id = call.call_id
@@ -557,8 +564,7 @@ class WebRTCSession(RealtimeSession):
             pass
         finally:
             self._call = None
-            await call.end()
-            await call.http.aclose()
+            await call.end()  # also closes the call's HTTP client, once its hang-up is answered
             if self.status.state == "connected":
                 self._set_status(ConnectionStatus("reconnecting", "connection lost"))
         return call.end_reason or ConnectionClosed(None, "the call ended")
