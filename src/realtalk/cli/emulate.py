@@ -37,7 +37,15 @@ from realtalk.emulator.config import AsrEngineName, TtsEngineName, VadEngineName
 from realtalk.emulator.sip import DtmfPress
 from realtalk.settings import LOCAL_PLACEHOLDER_KEY, environment_secret
 
-__all__ = ["call", "emulate", "emulate_app", "parse_dtmf", "render_banner", "render_call_result"]
+__all__ = [
+    "call",
+    "emulate",
+    "emulate_app",
+    "parse_dtmf",
+    "parse_mishear",
+    "render_banner",
+    "render_call_result",
+]
 
 WEBHOOK_URL_ENV = "REALTALK_EMULATOR_WEBHOOK_URL"
 WEBHOOK_SECRET_ENV = "REALTALK_EMULATOR_WEBHOOK_SECRET"
@@ -67,6 +75,21 @@ def _calls_fact(url: str | None, secret: str | None) -> str:
     return f"webhook {_without_query(url)} ({signed})"
 
 
+def parse_mishear(values: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """``--mishear HEARD=WRITTEN`` values as ``EmulatorConfig.mishear`` pairs, in order (the first
+    ``=`` splits; WRITTEN may be empty, which drops the words)."""
+    pairs: list[tuple[str, str]] = []
+    for value in values or ():
+        heard, sep, written = value.partition("=")
+        if not sep or not heard.strip():
+            raise typer.BadParameter(
+                f"{value!r} is not HEARD=WRITTEN, e.g. --mishear B=P or --mishear 'four two=for two'",
+                param_hint="'--mishear'",
+            )
+        pairs.append((heard.strip(), written.strip()))
+    return tuple(pairs)
+
+
 def render_banner(emu: Emulator, engines: str) -> Group:
     """What to set so that realtalk, the SDK or any Realtime client talks to this emulator.
 
@@ -83,6 +106,8 @@ def render_banner(emu: Emulator, engines: str) -> Group:
     facts.add_row("Keys", _keys_fact(config.keys))
     facts.add_row("Engines", engines)
     facts.add_row("Replies", "scenario" if config.scenario is not None else "spoken echo", style="")
+    if config.effective_mishear:
+        facts.add_row("Mishears", ", ".join(f"{h} → {w or '(nothing)'}" for h, w in config.effective_mishear))
     facts.add_row("Pace", pace)
     facts.add_row("Session limit", f"{config.effective_session_limit_s:g} s")
     facts.add_row("Phone calls", _calls_fact(config.webhook_url, config.webhook_secret))
@@ -161,6 +186,15 @@ def emulate(
             "--phrase", help="A sentence users are expected to say (repeatable); sharpens recognition."
         ),
     ] = None,
+    mishear: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mishear",
+            metavar="HEARD=WRITTEN",
+            help="Scripted recognition error (repeatable, applied in order): whole words, any case, "
+            "in transcripts and echoes; B=P leaves Bob alone, 4=for also changes four.",
+        ),
+    ] = None,
     scenario: Annotated[
         Path | None,
         typer.Option(
@@ -212,8 +246,9 @@ def emulate(
 
     Develop and test voice agents without an Azure account: the official openai SDK, realtalk's
     own client and gateway, and the browser UI work against it unchanged. It hears you (VAD and an
-    offline recogniser), answers with a spoken echo or a scripted scenario, and can inject the
-    faults production meets (session limit, drops, rate limits, slow audio, expired tokens).
+    offline recogniser), answers with a spoken echo or a scripted scenario, mishears on purpose
+    when told to (--mishear: to show that scoring catches errors), and can inject the faults
+    production meets (session limit, drops, rate limits, slow audio, expired tokens).
     Given a webhook URL and secret it also rings your app with simulated phone calls
     (`realtalk emulate call`).
     """
@@ -224,6 +259,7 @@ def emulate(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    substitutions = parse_mishear(mishear)
     try:
         loaded = load_scenario(scenario) if scenario is not None else None
         config = EmulatorConfig(
@@ -237,6 +273,7 @@ def emulate(
             asr=asr,
             tts=tts,
             phrases=tuple(phrase or ()),
+            mishear=substitutions,
             scenario=loaded,
             faults=Faults(
                 first_audio_delay_ms=first_audio_delay_ms,

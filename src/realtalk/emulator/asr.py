@@ -28,7 +28,7 @@ import re
 import signal
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -42,6 +42,7 @@ __all__ = [
     "Transcription",
     "TranscriptionUnavailable",
     "UnavailableRecognizer",
+    "apply_mishear",
     "digits_to_spoken",
     "make_recognizer",
     "normalize_transcript",
@@ -121,6 +122,48 @@ def normalize_transcript(text: str) -> str:
         out.append(token)
     out.extend(["".join(run)] if len(run) > 1 else run)
     return " ".join(out)
+
+
+# --- scripted mishearing ----------------------------------------------------------------------
+
+
+def _key_pattern(key: str) -> str:
+    words = key.split()
+    if not words:
+        raise ValueError("a mishear key must not be blank")
+    parts: list[str] = []
+    for word in words:
+        if word.isascii() and word.isdigit():
+            # The recogniser writes digits as words: "4" also matches "four", "42" also "four two".
+            spoken = r"\s+".join(_DIGIT_WORDS[int(d)] for d in word)
+            parts.append(f"(?:{re.escape(word)}|{spoken})")
+        else:
+            parts.append(re.escape(word))
+    return r"(?<![\w'])" + r"\s+".join(parts) + r"(?![\w'])"
+
+
+@functools.lru_cache(maxsize=256)
+def _mishear_regex(key: str) -> re.Pattern[str]:
+    return re.compile(_key_pattern(key), re.IGNORECASE)
+
+
+def _literal(value: str) -> Callable[[re.Match[str]], str]:
+    return lambda _match: value
+
+
+def apply_mishear(text: str, substitutions: Sequence[tuple[str, str]]) -> str:
+    """``text`` as if misheard: each ``(heard, written)`` substitution in turn, on the previous one's result.
+
+    Matching is by whole words, case-insensitive: "b" matches the word "B" but not "bob"; a key of
+    several words matches them in sequence with any spacing ("four two"); a number in a key also
+    matches its digits spoken one by one, as the emulator's recogniser writes them ("4" matches
+    "four", "42" matches "four two"). The replacement is inserted as written (no regex escapes); an
+    empty one drops the words. Substitutions apply in order, each to the text the previous one left,
+    so ``[("four", "for"), ("for", "fore")]`` turns "four" into "fore". Whitespace is normalised.
+    """
+    for heard, written in substitutions:
+        text = _mishear_regex(heard).sub(_literal(written), text)
+    return " ".join(text.split()) if substitutions else text
 
 
 # --- recognisers --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from realtalk.emulator.faults import Faults
-from realtalk.emulator.scenario import Scenario
+from realtalk.emulator.scenario import Scenario, check_mishear
 from realtalk.emulator.webhook_signing import signing_key
 
 __all__ = ["DEFAULT_DEPLOYMENTS", "EmulatorConfig"]
@@ -47,6 +47,11 @@ class EmulatorConfig:
     ``max_conversation_audio_bytes``: the audio bytes one session's conversation keeps for
     ``conversation.item.retrieve``, for its latest items (default 2 MiB: about 22 s of 24 kHz PCM16);
     older items keep their text, transcript and audio length (see ``conversation.py``). 0 keeps none.
+    ``mishear``: scripted recognition errors, ``(heard, written)`` pairs applied in order to what
+    the emulator recognised in each committed user turn (``asr.apply_mishear``: whole words,
+    case-insensitive, a number also matching its spoken digits). The error reaches the
+    ``conversation.item.input_audio_transcription.*`` transcript and the words the responder hears
+    (the echo reads the misheard text back). A scenario's ``mishear`` applies after these.
     ``webhook_url``, ``webhook_secret``: where simulated phone calls send their signed
     ``realtime.call.incoming`` webhook, and its signing secret (``whsec_...``), when a call placed
     with ``POST /_emulator/calls`` names none (``sip.py``). The secret is left out of ``repr``.
@@ -62,6 +67,7 @@ class EmulatorConfig:
     asr: AsrEngineName = "auto"
     tts: TtsEngineName = "auto"
     phrases: tuple[str, ...] = ()
+    mishear: tuple[tuple[str, str], ...] = ()
     scenario: Scenario | None = None
     faults: Faults = field(default_factory=Faults)
     client_secret_ttl_s: int = 600
@@ -93,11 +99,17 @@ class EmulatorConfig:
             signing_key(self.webhook_secret)  # its ValueError names the problem, never the value
         if any(not key for key in self.keys):
             raise ValueError("keys must not contain an empty string")
+        check_mishear(self.mishear)
 
     @property
     def effective_faults(self) -> Faults:
         """The instance's faults with the scenario's on top."""
         return self.scenario.apply_faults(self.faults) if self.scenario is not None else self.faults
+
+    @property
+    def effective_mishear(self) -> tuple[tuple[str, str], ...]:
+        """The instance's substitutions, then the scenario's."""
+        return self.mishear + (self.scenario.mishear if self.scenario is not None else ())
 
     @property
     def effective_session_limit_s(self) -> float:

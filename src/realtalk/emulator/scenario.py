@@ -9,6 +9,10 @@ on with the spoken echo, or cycles through the turns again with ``after: repeat`
     faults:                         # optional: any field of realtalk.emulator.faults.Faults
       first_audio_delay_ms: 300
     after: echo                     # echo (default) | repeat
+    mishear:                        # optional: scripted recognition errors, applied in this order
+      B: P                          # whole words, case-insensitive: "B" -> "P" leaves "Bob" alone
+      "4": for                      # a number also matches its spoken digits ("four")
+      four two: for two             # several words match in sequence
     turns:
       - say: "Hello! How can I help you today?"
       - say: "Let me look that up."  # a spoken preamble (output 0) ...
@@ -28,6 +32,12 @@ on with the spoken echo, or cycles through the turns again with ``after: repeat`
         delay_ms: 1500               # answer late (streamed: after response.in_progress)
       - delay_ms: 30000              # the default answer, late
       - error: {status: 429, message: "Rate limit reached.", retry_after_s: 2}   # an HTTP error instead
+
+``mishear`` changes what the emulator recognised in each spoken user turn, before anything uses
+it: the ``input_audio_transcription`` transcript and the words the echo reads back both carry the
+error (see ``realtalk.emulator.asr.apply_mishear``). Quote keys and values YAML would read as
+numbers or booleans ("4", "no"); an empty value drops the words. They apply after the emulator's
+own (``realtalk emulate --mishear``).
 
 ``say``, ``call``, ``delay_ms`` and one of ``close``/``drop`` may be combined; ``error`` stands alone.
 
@@ -66,10 +76,17 @@ from realtalk.emulator.responder import (
 )
 from realtalk.emulator.responses_api import ScriptedError, ScriptedResponse
 
-__all__ = ["Scenario", "ScenarioError", "ScenarioResponder", "load_scenario", "parse_scenario"]
+__all__ = [
+    "Scenario",
+    "ScenarioError",
+    "ScenarioResponder",
+    "check_mishear",
+    "load_scenario",
+    "parse_scenario",
+]
 
 _TURN_KEYS = frozenset({"say", "call", "error", "close", "drop", "delay_ms", "echo"})
-_TOP_KEYS = frozenset({"turns", "after", "faults", "session_limit_s", "responses"})
+_TOP_KEYS = frozenset({"turns", "after", "faults", "session_limit_s", "responses", "mishear"})
 _RESPONSE_KEYS = frozenset({"say", "delay_ms", "error"})
 _RESPONSE_ERROR_KEYS = frozenset({"status", "message", "code", "type", "param", "retry_after_s"})
 
@@ -85,6 +102,7 @@ class Scenario:
     faults: Mapping[str, Any] | None = None
     session_limit_s: float | None = None
     responses: tuple[ScriptedResponse, ...] = ()  # the Responses API's scripted answers
+    mishear: tuple[tuple[str, str], ...] = ()  # (heard, written), in order: see asr.apply_mishear
 
     def apply_faults(self, base: Faults) -> Faults:
         return Faults.from_mapping(dict(self.faults), base=base) if self.faults else base
@@ -180,13 +198,54 @@ def parse_scenario(data: Any) -> Scenario:
     if not isinstance(raw_responses, list):
         raise ScenarioError("'responses' must be a list")
     responses = tuple(_parse_response(i + 1, raw) for i, raw in enumerate(raw_responses))
+    mishear = _parse_mishear(data.get("mishear"))
     return Scenario(
         turns=turns,
         after=after,
         faults=dict(faults) if faults else None,
         session_limit_s=limit,
         responses=responses,
+        mishear=mishear,
     )
+
+
+def check_mishear(pairs: Any) -> None:
+    """Raise ``ValueError`` naming the fault unless ``pairs`` is a tuple of ``(heard, written)`` texts
+    with a non-blank ``heard`` (``EmulatorConfig.mishear``, ``Scenario.mishear``)."""
+    if not isinstance(pairs, tuple):
+        raise ValueError(f"mishear must be a tuple of (heard, written) pairs, not {type(pairs).__name__}")
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+            raise ValueError(
+                f"each mishear substitution must be a (heard, written) pair of texts, not {pair!r}"
+            )
+        if not pair[0].strip():
+            raise ValueError(f"a mishear substitution needs words to replace: {pair!r} has a blank key")
+
+
+def _mishear_text(what: str, value: Any) -> str:
+    if isinstance(value, bool) or value is None or not isinstance(value, str | int | float):
+        raise ScenarioError(
+            f"mishear: {what} {value!r} must be a text (quote words YAML reads as booleans or null, "
+            'e.g. "no": "know")'
+        )
+    return str(value)
+
+
+def _parse_mishear(raw: Any) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise ScenarioError(
+            "'mishear' must be a mapping of heard words to what is written instead, e.g. {B: P, \"4\": for}"
+        )
+    pairs: list[tuple[str, str]] = []
+    for heard, written in raw.items():
+        key = _mishear_text("key", heard)
+        if not key.strip():
+            raise ScenarioError("mishear: a key is blank; give the words to replace")
+        pairs.append((key, "" if written is None else _mishear_text(f"value of {key!r}", written)))
+    return tuple(pairs)
 
 
 def _parse_turn(number: int, raw: Any) -> Reply:

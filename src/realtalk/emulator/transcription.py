@@ -6,6 +6,10 @@ the ``...input_audio_transcription.delta``/``.completed`` events (or ``.failed``
 asynchronously after ``input_audio_buffer.committed``, before or after the response events, as on
 the service (§2.5 B). The recognised text is also written into the item's ``transcript``.
 
+``mishear`` (``EmulatorConfig.effective_mishear``) scripts recognition errors: its substitutions
+are applied to the recogniser's text once, here, so the transcript events, the item's transcript
+and the responder's ``TurnContext.user_text`` all carry the same error (``asr.apply_mishear``).
+
 The session keeps the latest few results (a response waits on its latest user item's), never the
 audio they were recognised from: a result is a short text or a failure's code and message.
 """
@@ -13,10 +17,11 @@ audio they were recognised from: a result is a short text or a failure's code an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from realtalk.emulator import events
+from realtalk.emulator.asr import apply_mishear
 from realtalk.emulator.conversation import Item
 from realtalk.emulator.engines import Engines, Transcription, TranscriptionUnavailable
 from realtalk.emulator.usage import transcription_usage
@@ -35,8 +40,11 @@ class Transcriber:
         engines: Engines,
         spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
         emit: Callable[[dict[str, Any]], Awaitable[None]],
+        *,
+        mishear: Sequence[tuple[str, str]] = (),
     ) -> None:
         self._engines = engines
+        self._mishear = tuple(mishear)
         self._spawn = spawn
         self._emit = emit
         self._results: dict[str, asyncio.Task[Result]] = {}
@@ -48,12 +56,15 @@ class Transcriber:
 
         async def recognise() -> Result:
             try:
-                return await asyncio.to_thread(self._engines.recognizer.transcribe, pcm24, 24000, hints)
+                heard = await asyncio.to_thread(self._engines.recognizer.transcribe, pcm24, 24000, hints)
             except TranscriptionUnavailable as exc:
                 # Kept for the session's next responses: a fresh copy, without the traceback, whose
                 # frames would hold the recogniser's locals, the whole segment's audio among them
                 # (with no recogniser, ~32 segments of PCM per session: megabytes).
                 return TranscriptionUnavailable(exc.code, exc.message)
+            if not self._mishear:
+                return heard
+            return Transcription(apply_mishear(heard.text, self._mishear), heard.audio_seconds)
 
         task: asyncio.Task[Result] = self._spawn(recognise())
         self._results[item.id] = task
