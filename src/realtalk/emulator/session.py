@@ -139,7 +139,7 @@ class RealtimeSession:
         self._responses_created = 0
         self._audio_produced = False
         self._audio_sent_ms = 0
-        self._transcriber = Transcriber(engines, self._spawn, self._emit)
+        self._transcriber = Transcriber(engines, self._spawn, self._emit, mishear=config.effective_mishear)
         self._cache = CacheTracker()
         self._tokens_used: deque[tuple[float, int]] = deque(maxlen=128)  # (start s, tokens) a second
         self._tasks: set[asyncio.Task[Any]] = set()
