@@ -12,6 +12,7 @@ from realtalk import __version__
 from realtalk.cli.devices import devices
 from realtalk.cli.doctor import doctor
 from realtalk.cli.emulate import emulate_app
+from realtalk.cli.eval import eval_command
 from realtalk.cli.help_format import RealtalkCommand, RealtalkGroup
 from realtalk.cli.ledger import ledger_app
 from realtalk.cli.report import report
@@ -55,6 +56,7 @@ app.add_typer(emulate_app, name="emulate")
 app.command(name="devices", cls=RealtalkCommand)(devices)
 app.command(name="report", cls=RealtalkCommand)(report)
 app.add_typer(ledger_app, name="ledger")
+app.command(name="eval", cls=RealtalkCommand)(eval_command)
 
 
 def main() -> None:
