@@ -124,3 +124,17 @@ async def test_configured_endpoint_with_max_usd_stops_early(tmp_path: Path) -> N
     assert sessions == statuses.count("ok")
     assert data["endpoint_kind"] == "azure" and KEY not in json.dumps(data)
     assert KEY not in out
+
+
+def test_cases_file_runs_the_users_cases(tmp_path: Path) -> None:
+    ticket = next(c for c in CASES if c.id == "ticket-digits-1")
+    cases = tmp_path / "mine.yaml"
+    cases.write_text(
+        f"- {{id: my-ticket, style: digits, text: {ticket.text}, expected: {ticket.expected}, "
+        f"audio: {ticket.audio}}}\n"
+    )
+    result = CliRunner().invoke(app, ["eval", "--cases", str(cases), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data = _results(tmp_path)
+    assert [(c["case_id"], c["suite"]) for c in data["cases"]] == [("my-ticket", "mine")]
+    assert data["cases"][0]["readback_score"]["exact"] is True

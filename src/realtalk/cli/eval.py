@@ -28,6 +28,7 @@ from realtalk.emulator import Emulator, EmulatorConfig
 from realtalk.errors import ConfigError
 from realtalk.eval.cases import SUITES, Case, builtin_cases, case_phrases, load_cases
 from realtalk.eval.runner import (
+    DEFAULT_TRANSCRIPTION_MODEL,
     EMULATOR_ECHO_PREFIX,
     RunResult,
     estimate_cost_range,
@@ -69,7 +70,9 @@ def eval_command(
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Cases run at once.")] = 4,
     max_usd: Annotated[
         str | None,
-        typer.Option("--max-usd", help="Start no case that would take the run's cost past this (USD)."),
+        typer.Option(
+            "--max-usd", metavar="USD", help="Start no case that would take the run's cost past this (USD)."
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the estimated cost and exit; opens no session.")
@@ -87,10 +90,18 @@ def eval_command(
         list[str] | None,
         typer.Option(
             "--mishear",
+            metavar="HEARD=WRITTEN",
             help="Embedded emulator only: make it mishear HEARD as WRITTEN (repeatable), to see the "
             "scores catch recognition errors.",
         ),
     ] = None,
+    transcription_model: Annotated[
+        str,
+        typer.Option(
+            "--transcription-model",
+            help="Model (on Azure: deployment) that transcribes the input, unless --profile names one.",
+        ),
+    ] = DEFAULT_TRANSCRIPTION_MODEL,
     timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds per case.")] = 30.0,
 ) -> None:
     """Measure how well the deployment hears codes: each case's WAV is spoken to a fresh session whose
@@ -145,6 +156,7 @@ def eval_command(
                 max_usd=limit,
                 misheard=misheard,
                 timeout_s=timeout,
+                transcription_model=transcription_model,
                 console=console,
             )
         )
@@ -195,6 +207,7 @@ async def _run(
     max_usd: Decimal | None,
     misheard: tuple[tuple[str, str], ...],
     timeout_s: float,
+    transcription_model: str,
     console: Console,
 ) -> RunResult:
     async with AsyncExitStack() as stack:
@@ -230,6 +243,7 @@ async def _run(
             endpoint_kind="emulator" if embedded else "azure",
             model=model,
             reply_prefix=EMULATOR_ECHO_PREFIX if embedded else None,
+            transcription_model=transcription_model,
         )
 
 

@@ -44,6 +44,7 @@ from realtalk.protocol.endpoint import ResolvedEndpoint
 from realtalk.protocol.session_config import InputTranscription
 
 __all__ = [
+    "DEFAULT_TRANSCRIPTION_MODEL",
     "EMULATOR_ECHO_PREFIX",
     "READBACK_INSTRUCTIONS",
     "REPLY_TOKENS",
