@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["CPUS", "Child", "child", "child_env", "figures", "frame_type", "pin", "run_once"]
+__all__ = ["CPUS", "Child", "child", "child_env", "figures", "frame_type", "pin", "run_once", "serve_gateway"]
 
 CPUS: Final = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
 _TYPE: Final = re.compile(r'"type"\s*:\s*"([^"]+)"')
@@ -136,3 +136,33 @@ def run_once(script: Path, *args: str, timeout_s: float) -> dict[str, Any]:
         raise RuntimeError(f"the {args[0]} process failed ({process.returncode}): {out[-500:]!r}")
     parsed: dict[str, Any] = json.loads(result)
     return parsed
+
+
+async def serve_gateway(
+    upstream_port: int, model: str, key: str, settings: dict[str, str], *, handle_signals: bool = False
+) -> None:
+    """A ``--role gateway`` child: ``realtalk serve``'s app in front of the upstream on
+    ``upstream_port``, on a free loopback port (its ``PORTS`` line), limits opened up for load,
+    ``settings`` (``REALTALK_*`` variables) on top; serves until it is stopped."""
+    os.environ.update(
+        {
+            "AZURE_OPENAI_ENDPOINT": f"http://127.0.0.1:{upstream_port}",
+            "AZURE_OPENAI_DEPLOYMENT_NAME": model,
+            "AZURE_OPENAI_API_KEY": key,
+            "REALTALK_GATEWAY_HOST": "127.0.0.1",
+            "REALTALK_GATEWAY_PORT": "0",
+            "REALTALK_GATEWAY_BUDGET_USD": "0",  # many turns per session
+            "REALTALK_GATEWAY_MAX_EVENTS_PER_S": "1000",
+            "REALTALK_GATEWAY_EVENT_BURST": "1000",
+            "REALTALK_GATEWAY_DRAIN_S": "0",
+            **settings,
+        }
+    )
+    from realtalk.gateway import Gateway, create_app
+    from realtalk.settings import load_settings
+
+    # As `realtalk serve` (freeze_gc; with handle_signals, SIGTERM stops it gracefully).
+    gateway = Gateway(create_app(load_settings(env_file=None)), handle_signals=handle_signals, freeze_gc=True)
+    await gateway.start()
+    print(f"PORTS {gateway.port}", flush=True)
+    await gateway.serve_forever()

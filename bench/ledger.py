@@ -105,6 +105,7 @@ from harness import (  # bench/harness.py, beside this script
     frame_type,
     pin,
     run_once,
+    serve_gateway,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -471,30 +472,17 @@ async def run_emulator(chunk_ms: int) -> None:
 
 
 async def run_gateway(upstream_port: int, ledger_url: str) -> None:
-    os.environ.update(
+    await serve_gateway(
+        upstream_port,
+        MODEL,
+        KEY,
         {
-            "AZURE_OPENAI_ENDPOINT": f"http://127.0.0.1:{upstream_port}",
-            "AZURE_OPENAI_DEPLOYMENT_NAME": MODEL,
-            "AZURE_OPENAI_API_KEY": KEY,
-            "REALTALK_GATEWAY_HOST": "127.0.0.1",
-            "REALTALK_GATEWAY_PORT": "0",
             "REALTALK_GATEWAY_MAX_SESSIONS": "1000",
             "REALTALK_GATEWAY_MAX_SESSIONS_PER_USER": "1000",  # every bench client is one user
-            "REALTALK_GATEWAY_MAX_EVENTS_PER_S": "1000",
-            "REALTALK_GATEWAY_EVENT_BURST": "1000",
-            "REALTALK_GATEWAY_BUDGET_USD": "0",
-            "REALTALK_GATEWAY_DRAIN_S": "0",
             "REALTALK_LEDGER_URL": ledger_url,
-        }
+        },
+        handle_signals=True,  # SIGTERM stops it gracefully: the ledger's rows are written
     )
-    from realtalk.gateway import Gateway, create_app
-    from realtalk.settings import load_settings
-
-    # As `realtalk serve`: freeze_gc, and SIGTERM stops it gracefully (the ledger's rows written).
-    gateway = Gateway(create_app(load_settings(env_file=None)), handle_signals=True, freeze_gc=True)
-    await gateway.start()
-    print(f"PORTS {gateway.port}", flush=True)
-    await gateway.serve_forever()
 
 
 # --- children, from the orchestrating process ---------------------------------------------------

@@ -87,7 +87,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from harness import CPUS, Child, child, figures, pin  # bench/harness.py, beside this script
+from harness import CPUS, Child, child, figures, pin, serve_gateway  # bench/harness.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "transports.json"
@@ -149,30 +149,17 @@ async def run_emulator() -> None:
 
 
 async def run_gateway(upstream_port: int, profile: str) -> None:
-    os.environ.update(
+    await serve_gateway(
+        upstream_port,
+        MODEL,
+        KEY,
         {
-            "AZURE_OPENAI_ENDPOINT": f"http://127.0.0.1:{upstream_port}",
-            "AZURE_OPENAI_DEPLOYMENT_NAME": MODEL,
-            "AZURE_OPENAI_API_KEY": KEY,
-            "REALTALK_GATEWAY_HOST": "127.0.0.1",
-            "REALTALK_GATEWAY_PORT": "0",
             "REALTALK_GATEWAY_TOKENS": TOKEN,
             "REALTALK_GATEWAY_PROFILE": profile,
-            "REALTALK_GATEWAY_BUDGET_USD": "0",  # many turns per session
             "REALTALK_GATEWAY_MAX_SESSIONS": "1000",
             "REALTALK_GATEWAY_MAX_SESSIONS_PER_USER": "1000",  # every bench session is one user
-            "REALTALK_GATEWAY_MAX_EVENTS_PER_S": "1000",
-            "REALTALK_GATEWAY_EVENT_BURST": "1000",
-            "REALTALK_GATEWAY_DRAIN_S": "0",
-        }
+        },
     )
-    from realtalk.gateway import Gateway, create_app
-    from realtalk.settings import load_settings
-
-    gateway = Gateway(create_app(load_settings(env_file=None)), freeze_gc=True)  # as `realtalk serve`
-    await gateway.start()
-    print(f"PORTS {gateway.port}", flush=True)
-    await gateway.serve_forever()
 
 
 # --- the speech ------------------------------------------------------------------------------------
