@@ -210,9 +210,10 @@ async def _realtime(websocket: WebSocket) -> None:
         state.stats.close_session(record)
 
 
-def _refuse_handshake(
+def _refuse_upgrade(
     state: EmulatorState, websocket: WebSocket, connection_number: int
-) -> tuple[str, MintedSecret | None, str] | JSONResponse:
+) -> JSONResponse | None:
+    """What every Realtime upgrade is refused for first: the beta header, a scripted 401."""
     if websocket.headers.get("openai-beta"):
         return _azure_error(
             400,
@@ -221,6 +222,15 @@ def _refuse_handshake(
         )
     if state.config.effective_faults.rejects(connection_number):
         return _azure_error(401, "401", _EXPIRED_TOKEN)
+    return None
+
+
+def _refuse_handshake(
+    state: EmulatorState, websocket: WebSocket, connection_number: int
+) -> tuple[str, MintedSecret | None, str] | JSONResponse:
+    refused = _refuse_upgrade(state, websocket, connection_number)
+    if refused is not None:
+        return refused
     auth = _authenticate(state, websocket.headers, websocket.query_params, allow_ephemeral=True)
     if isinstance(auth, JSONResponse):
         return auth
@@ -241,14 +251,9 @@ def _refuse_handshake(
 def _refuse_sideband(
     state: EmulatorState, websocket: WebSocket, connection_number: int
 ) -> Call | JSONResponse:
-    if websocket.headers.get("openai-beta"):
-        return _azure_error(
-            400,
-            "beta_api_shape_disabled",
-            f"The Realtime Beta API is no longer supported (OpenAI-Beta header). Use the GA API: {GA_PATH}.",
-        )
-    if state.config.effective_faults.rejects(connection_number):
-        return _azure_error(401, "401", _EXPIRED_TOKEN)
+    refused = _refuse_upgrade(state, websocket, connection_number)
+    if refused is not None:
+        return refused
     # A sideband is the server's: an ek_ key (the browser's) does not open one.
     auth = _authenticate(state, websocket.headers, websocket.query_params, allow_ephemeral=False)
     if isinstance(auth, JSONResponse):
