@@ -51,7 +51,7 @@ def test_each_builtin_case_speaks_exactly_its_expected_answer(case: Case) -> Non
 
 
 def test_the_alphanumeric_suite_covers_every_kind_of_code_in_every_style() -> None:
-    assert SUITES == ("alphanumeric",)
+    assert SUITES == ("alphanumeric", "interruption", "latency", "instructions", "tools")
     assert 10 <= len(ALPHANUMERIC) <= 16
     assert len({case.id for case in ALPHANUMERIC}) == len(ALPHANUMERIC)
     assert {case.suite for case in ALPHANUMERIC} == {"alphanumeric"}
@@ -80,20 +80,42 @@ def test_builtin_audio_is_short_24_khz_mono_pcm16_speech_with_silence_around_it(
     assert total_bytes < 2.2e6
 
 
-def test_builtin_phrases_are_the_sentences_the_cases_speak() -> None:
-    assert builtin_phrases() == tuple(case.text for case in ALPHANUMERIC)
-    assert case_phrases([*ALPHANUMERIC, *ALPHANUMERIC]) == builtin_phrases()  # distinct, in order
+def test_builtin_phrases_are_the_sentences_the_cases_speak_barge_ins_included() -> None:
+    everything = [case for suite in SUITES for case in builtin_cases(suite)]
+    spoken = [text for case in everything for text in (case.text, case.followup_text) if text]
+    assert builtin_phrases() == tuple(dict.fromkeys(spoken))
+    assert builtin_phrases()[: len(ALPHANUMERIC)] == tuple(case.text for case in ALPHANUMERIC)
+    assert "stop please what is the weather in paris" in builtin_phrases()
+    assert case_phrases([*ALPHANUMERIC, *ALPHANUMERIC]) == case_phrases(ALPHANUMERIC)  # distinct, in order
 
 
 def test_an_unknown_suite_is_a_config_error_naming_the_suites() -> None:
-    with pytest.raises(ConfigError, match=r"unknown eval suite 'latency'.*alphanumeric"):
-        builtin_cases("latency")
+    with pytest.raises(ConfigError, match=r"unknown eval suite 'speed'.*alphanumeric"):
+        builtin_cases("speed")
+
+
+def test_every_builtin_suite_has_cases_with_what_its_runner_needs() -> None:
+    interruption = builtin_cases("interruption")
+    assert len(interruption) >= 3 and {c.style for c in interruption} == {"early", "mid", "late"}
+    for case in interruption:
+        assert case.followup_text and case.followup_audio is not None and case.followup_audio.exists()
+        assert case.interrupt_after_ms is not None and case.interrupt_after_ms > 0
+        assert all(word in case.followup_text.split() for word in case.expected.split()), case.id
+    assert len(builtin_cases("latency")) >= 8  # enough turns for a p95
+    rules = {name for case in builtin_cases("instructions") for name in case.rules}
+    assert {"language", "max_words", "refuse", "must_include"} <= rules
+    tools = builtin_cases("tools")
+    assert {c.expected for c in tools} >= {"get_weather", "none"}
+    for case in tools:
+        names = [tool["name"] for tool in case.tools]
+        assert case.expected in [*names, "none"], case.id
+        assert (case.arguments is None) is (case.expected == "none"), case.id
 
 
 # --- users' YAML files ----------------------------------------------------------------------------
 
 
-def test_a_users_file_gives_cases_with_audio_relative_to_it_and_its_name_as_suite(tmp_path: Path) -> None:
+def test_a_users_file_gives_cases_with_audio_relative_to_it_alphanumeric_by_default(tmp_path: Path) -> None:
     audio = write_case_audio(tmp_path / "recordings", "ticket.wav")
     path = cases_file(
         tmp_path,
@@ -109,7 +131,7 @@ def test_a_users_file_gives_cases_with_audio_relative_to_it_and_its_name_as_suit
     first, second = load_cases(path)
     assert first == Case(
         id="ticket-1",
-        suite="support-desk",
+        suite="alphanumeric",
         style="grouped",
         text="X R forty-eight ninety-two",
         expected="XR-4892",
@@ -251,8 +273,36 @@ async def test_the_emulator_hears_the_builtin_cases_with_their_phrases() -> None
 
 
 def test_the_committed_yaml_lists_the_cases_of_the_fixtures_script_in_order() -> None:
-    from realtalk.eval.make_fixtures import ALPHANUMERIC as SOURCE
+    from realtalk.eval.make_fixtures import SUITES as SOURCE
 
-    assert [(c.id, c.style, c.text, c.expected, c.audio.name) for c in ALPHANUMERIC] == [
-        (case_id, style, text, expected, f"{case_id}.wav") for case_id, style, text, expected in SOURCE
-    ]
+    for suite, source in SOURCE.items():
+        cases = builtin_cases(suite)
+        assert [(c.id, c.style, c.text, c.expected, c.audio.name) for c in cases] == [
+            (case["id"], case["style"], case["text"], case["expected"], f"{case['id']}.wav")
+            for case in source
+        ], suite
+        for case, written in zip(cases, source, strict=True):
+            assert case.followup_text == written.get("followup_text")
+            assert case.interrupt_after_ms == written.get("interrupt_after_ms")
+            assert dict(case.rules) == written.get("rules", {})
+            assert [dict(t) for t in case.tools] == written.get("tools", [])
+            assert case.arguments == written.get("arguments")
+
+
+def test_a_case_names_its_suite_and_the_suites_keys_are_checked(tmp_path: Path) -> None:
+    write_case_audio(tmp_path)
+    base = "{id: c1, style: s, text: hello there, expected: hello, audio: t1.wav"
+    path = cases_file(tmp_path, f"- {base}, suite: latency}}\n", name="mine.yaml")
+    assert load_cases(path)[0].suite == "latency"
+    path = cases_file(tmp_path, f"- {base}, suite: interruption}}\n", name="mine.yaml")
+    assert "every interruption case needs" in config_error(path) and "followup_text" in config_error(path)
+    path = cases_file(tmp_path, f"- {base}, suite: latency, rules: {{max_words: 3}}}}\n", name="mine.yaml")
+    assert "unknown key 'rules'" in config_error(path)
+    path = cases_file(
+        tmp_path, f"- {base}, suite: instructions, instructions: Be brief., rules: {{max_words: many}}}}\n"
+    )
+    assert "rule 'max_words' must be a whole number" in config_error(path)
+    path = cases_file(tmp_path, f"- {base}, suite: tools, tools: [{{description: x}}]}}\n")
+    assert "every tool needs a 'name'" in config_error(path)
+    path = cases_file(tmp_path, f"- {base}, suite: speed}}\n")
+    assert "unknown suite 'speed'" in config_error(path)

@@ -53,11 +53,14 @@ async def test_clean_run_scores_every_case_exact() -> None:
     for result in run.cases:
         assert result.status == "ok", result
         assert result.transcript_score is not None and result.transcript_score.exact, result
-        assert result.readback_score is not None and result.readback_score.exact, result
+        assert result.reply_score is not None and result.reply_score.exact, result
         assert result.cost_usd > 0
     assert run.cost_usd == sum(c.cost_usd for c in run.cases)
-    totals = run.totals()
-    assert totals["transcript_exact_rate"] == 1.0 and totals["readback_mean_cer"] == 0.0
+    summary = run.totals()["suites"]["alphanumeric"]
+    assert summary["checks"]["transcript_exact"] == {"n": len(CASES), "passed": len(CASES), "rate": 1.0}
+    assert summary["metrics"]["reply_cer"]["mean"] == 0.0 and summary["metrics"]["reply_cer"]["n"] == len(
+        CASES
+    )
 
 
 async def test_mishearing_drops_scores_in_exactly_the_cases_affected() -> None:
@@ -69,9 +72,9 @@ async def test_mishearing_drops_scores_in_exactly_the_cases_affected() -> None:
     assert affected and affected != {c.id for c in CASES}
     for case in CASES:
         result = by_id[case.id]
-        assert result.transcript_score is not None and result.readback_score is not None, result
+        assert result.transcript_score is not None and result.reply_score is not None, result
         assert result.transcript_score.exact is (case.id not in affected), result
-        assert result.readback_score.exact is (case.id not in affected), result
+        assert result.reply_score.exact is (case.id not in affected), result
         if case.id in affected:
             assert result.transcript_score.cer > 0
 
@@ -113,7 +116,9 @@ async def test_results_json_records_the_run_and_every_case(tmp_path: Path) -> No
     assert [c["case_id"] for c in data["cases"]] == [c.id for c in CASES[:2]]
     assert data["cases"][0]["transcript_score"]["exact"] is True
     assert Decimal(data["cost_usd"]) == run.cost_usd
-    assert data["totals"]["readback_exact_rate"] == 1.0
+    assert data["format"] == 2 and data["suites"] == ["alphanumeric"]
+    assert data["cases"][0]["checks"] == {"transcript_exact": True, "reply_exact": True}
+    assert data["totals"]["suites"]["alphanumeric"]["checks"]["reply_exact"]["rate"] == 1.0
     assert KEY not in path.read_text()
 
 

@@ -13,7 +13,21 @@ needs no speech synthesiser. Users add their own cases as a YAML file of the sam
 
 A case without ``audio`` is spoken from its ``text`` with espeak-ng when the file is loaded, the way
 the built-in fixtures were made, into a cache folder (one WAV per distinct text, reused). A case's
-suite is the YAML file's name without its extension.
+suite is its ``suite`` key, else the YAML file's name without its extension when that names a suite
+(``interruption.yaml``), else ``alphanumeric``. Each suite has keys of its own:
+
+- *interruption*: ``followup_text`` (what the user says over the reply; ``followup_audio`` optional,
+  spoken from the text like ``audio``) and ``interrupt_after_ms`` (how much of the reply has played
+  when the user starts talking over it; the WAV's own lead silence comes on top). ``expected``:
+  the words the answer after the barge-in must contain (it follows the new intent).
+- *latency*: ``expected`` is the question's words (the transcript is scored against them).
+- *instructions*: ``instructions`` (the system prompt under test) and ``rules``, a mapping of
+  ``language`` (``en``, ``fr``, ``de``, ``es``, ``it``), ``max_words``, ``max_sentences``,
+  ``refuse`` (true), ``must_include`` and ``must_not_include`` (lists of phrases). ``expected``
+  describes what a good reply does, for a grader model.
+- *tools*: ``tools`` (function definitions: ``name``, ``description``, ``parameters`` as JSON
+  schema) and ``arguments`` (a mapping the call's arguments must contain); ``expected`` is the
+  tool's name, or ``none`` when no tool must be called.
 
 For the alphanumeric suite, ``text`` must be the code alone, since normalisation keeps every word
 ("the code is XR" reads as "THECODEISXR"): normalise(text) == normalise(expected).
@@ -29,8 +43,8 @@ import shutil
 import subprocess
 import tempfile
 import wave
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +56,7 @@ from realtalk.audio.resample import resample
 from realtalk.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_SUITES",
     "SUITES",
     "Case",
     "builtin_cases",
@@ -51,7 +66,8 @@ __all__ = [
     "synthesise_speech",
 ]
 
-SUITES: tuple[str, ...] = ("alphanumeric",)
+SUITES: tuple[str, ...] = ("alphanumeric", "interruption", "latency", "instructions", "tools")
+DEFAULT_SUITES: tuple[str, ...] = ("alphanumeric", "interruption", "latency")
 
 FIXTURES_DIR = Path(__file__).with_name("fixtures")
 
@@ -67,7 +83,19 @@ _TRIM_LEVEL = 33
 _ESPEAK_TIMEOUT_S = 60.0
 
 _KEYS_REQUIRED = ("id", "style", "text", "expected")
-_KEYS_OPTIONAL = ("audio", "instructions")
+_KEYS_OPTIONAL = ("audio", "instructions", "suite")
+_SUITE_KEYS: dict[str, tuple[str, ...]] = {
+    "interruption": ("followup_text", "followup_audio", "interrupt_after_ms"),
+    "instructions": ("rules",),
+    "tools": ("tools", "arguments"),
+}
+_SUITE_REQUIRED: dict[str, tuple[str, ...]] = {
+    "interruption": ("followup_text", "interrupt_after_ms"),
+    "instructions": ("instructions", "rules"),
+    "tools": ("tools",),
+}
+_RULES = ("language", "max_words", "max_sentences", "refuse", "must_include", "must_not_include")
+LANGUAGES = ("en", "fr", "de", "es", "it")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _EXAMPLE = "- {id: ticket-1, style: grouped, text: X R forty-eight ninety-two, expected: XR-4892}"
 
@@ -83,6 +111,15 @@ class Case:
     expected: str  # the code to recognise, e.g. "XR-4892"
     audio: Path  # 24 kHz mono PCM16 WAV
     instructions: str | None = None  # extra session instructions for this case
+    # interruption: what the user says over the reply, and how much of the reply plays first
+    followup_text: str | None = None
+    followup_audio: Path | None = None
+    interrupt_after_ms: int | None = None
+    # instructions: the rules the reply is scored by (see the module docstring)
+    rules: Mapping[str, Any] = field(default_factory=dict)
+    # tools: the function tools offered, and the arguments the call must contain
+    tools: tuple[Mapping[str, Any], ...] = ()
+    arguments: Mapping[str, Any] | None = None
 
 
 def builtin_cases(suite: str) -> tuple[Case, ...]:
@@ -108,8 +145,9 @@ def builtin_phrases() -> tuple[str, ...]:
 
 
 def case_phrases(cases: Iterable[Case]) -> tuple[str, ...]:
-    """The distinct sentences spoken in ``cases``, in order: a recogniser's phrase list."""
-    return tuple(dict.fromkeys(case.text for case in cases))
+    """The distinct sentences spoken in ``cases`` (barge-ins too), in order: a recogniser's phrase list."""
+    spoken = (text for case in cases for text in (case.text, case.followup_text) if text)
+    return tuple(dict.fromkeys(spoken))
 
 
 def load_cases(path: Path, *, speech_cache_dir: Path | None = None) -> tuple[Case, ...]:
@@ -148,35 +186,135 @@ def _parse_case(path: Path, index: int, entry: Any, speech_cache_dir: Path | Non
         raise ConfigError(f"{path}: case #{index} must be a mapping of keys to values", example=_EXAMPLE)
     raw_id = entry.get("id")
     where = f"{path}: case {raw_id!r}" if isinstance(raw_id, str) and raw_id else f"{path}: case #{index}"
-    unknown = [str(key) for key in entry if key not in _KEYS_REQUIRED + _KEYS_OPTIONAL]
+    suite = entry.get("suite", path.stem if path.stem in SUITES else "alphanumeric")
+    if suite not in SUITES:
+        raise ConfigError(f"{where}: unknown suite {suite!r}; the suites are {', '.join(SUITES)}")
+    allowed = _KEYS_REQUIRED + _KEYS_OPTIONAL + _SUITE_KEYS.get(suite, ())
+    unknown = [str(key) for key in entry if key not in allowed]
     if unknown:
         raise ConfigError(
-            f"{where} has unknown key {unknown[0]!r}; the keys are "
-            f"{', '.join(_KEYS_REQUIRED + _KEYS_OPTIONAL)} (audio and instructions optional)"
+            f"{where} has unknown key {unknown[0]!r}; the keys of a {suite} case are {', '.join(allowed)}"
         )
-    for key in _KEYS_REQUIRED:
+    required = _KEYS_REQUIRED + _SUITE_REQUIRED.get(suite, ())
+    for key in required:
         if key not in entry or entry[key] is None:
-            raise ConfigError(f"{where} has no {key!r}; every case needs {', '.join(_KEYS_REQUIRED)}")
-    values = {key: _text(where, key, entry[key]) for key in entry}
+            raise ConfigError(f"{where} has no {key!r}; every {suite} case needs {', '.join(required)}")
+    structured = ("interrupt_after_ms", "rules", "tools", "arguments")
+    values = {key: _text(where, key, entry[key]) for key in entry if key not in structured}
     if not _ID.fullmatch(values["id"]):
         raise ConfigError(
             f"{where}: 'id' may hold only letters, digits, '.', '_' and '-', starting with a letter or digit",
             example="id: plate-nato-1",
         )
-    if "audio" in values:
-        audio = path.parent / values["audio"]
-        _check_wav(where, audio)
-    else:
-        audio = _spoken(where, values["text"], speech_cache_dir)
+    audio = _audio(path, where, values.get("audio"), values["text"], speech_cache_dir)
+    followup_audio = None
+    if "followup_text" in values:
+        followup_audio = _audio(
+            path, where, values.get("followup_audio"), values["followup_text"], speech_cache_dir
+        )
+    interrupt_after_ms = entry.get("interrupt_after_ms")
+    if interrupt_after_ms is not None and (
+        not isinstance(interrupt_after_ms, int)
+        or isinstance(interrupt_after_ms, bool)
+        or interrupt_after_ms < 0
+    ):
+        raise ConfigError(
+            f"{where}: 'interrupt_after_ms' must be a whole number of milliseconds >= 0",
+            example="interrupt_after_ms: 1500",
+        )
     return Case(
         id=values["id"],
-        suite=path.stem,
+        suite=suite,
         style=values["style"],
         text=values["text"],
         expected=values["expected"],
         audio=audio,
         instructions=values.get("instructions"),
+        followup_text=values.get("followup_text"),
+        followup_audio=followup_audio,
+        interrupt_after_ms=interrupt_after_ms,
+        rules=_rules(where, entry.get("rules")),
+        tools=_tools(where, entry.get("tools")),
+        arguments=_arguments(where, entry.get("arguments")),
     )
+
+
+def _audio(path: Path, where: str, given: str | None, text: str, speech_cache_dir: Path | None) -> Path:
+    if given is None:
+        return _spoken(where, text, speech_cache_dir)
+    audio = path.parent / given
+    _check_wav(where, audio)
+    return audio
+
+
+def _rules(where: str, rules: Any) -> dict[str, Any]:
+    if rules is None:
+        return {}
+    example = "rules: {language: fr, max_words: 12}"
+    if not isinstance(rules, dict) or not rules:
+        raise ConfigError(f"{where}: 'rules' must be a mapping of rule names to values", example=example)
+    for name, value in rules.items():
+        if name not in _RULES:
+            raise ConfigError(
+                f"{where}: unknown rule {name!r}; the rules are {', '.join(_RULES)}", example=example
+            )
+        ok = {
+            "language": isinstance(value, str) and value in LANGUAGES,
+            "max_words": isinstance(value, int) and not isinstance(value, bool) and value > 0,
+            "max_sentences": isinstance(value, int) and not isinstance(value, bool) and value > 0,
+            "refuse": isinstance(value, bool),
+            "must_include": _phrases(value),
+            "must_not_include": _phrases(value),
+        }[name]
+        if not ok:
+            wants = {
+                "language": f"one of {', '.join(LANGUAGES)}",
+                "max_words": "a whole number above 0",
+                "max_sentences": "a whole number above 0",
+                "refuse": "true or false",
+                "must_include": "a list of phrases",
+                "must_not_include": "a list of phrases",
+            }[name]
+            raise ConfigError(f"{where}: rule {name!r} must be {wants}, not {value!r}", example=example)
+    return dict(rules)
+
+
+def _phrases(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
+
+
+def _tools(where: str, tools: Any) -> tuple[Mapping[str, Any], ...]:
+    if tools is None:
+        return ()
+    example = "tools: [{name: get_weather, description: The weather in a city, parameters: {type: object}}]"
+    if not isinstance(tools, list) or not tools:
+        raise ConfigError(f"{where}: 'tools' must be a list of function definitions", example=example)
+    out: list[Mapping[str, Any]] = []
+    for tool in tools:
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) or not tool["name"]:
+            raise ConfigError(f"{where}: every tool needs a 'name'", example=example)
+        unknown = [key for key in tool if key not in ("name", "description", "parameters")]
+        if unknown:
+            raise ConfigError(
+                f"{where}: tool {tool['name']!r} has unknown key {unknown[0]!r}; "
+                "its keys are name, description and parameters",
+                example=example,
+            )
+        parameters = tool.get("parameters", {"type": "object", "properties": {}})
+        if not isinstance(parameters, dict):
+            raise ConfigError(f"{where}: tool {tool['name']!r}: 'parameters' must be a JSON schema object")
+        out.append(
+            {"name": tool["name"], "description": str(tool.get("description", "")), "parameters": parameters}
+        )
+    return tuple(out)
+
+
+def _arguments(where: str, arguments: Any) -> dict[str, Any] | None:
+    if arguments is None:
+        return None
+    if not isinstance(arguments, dict):
+        raise ConfigError(f"{where}: 'arguments' must be a mapping", example="arguments: {city: Oslo}")
+    return dict(arguments)
 
 
 def _text(where: str, key: str, value: Any) -> str:

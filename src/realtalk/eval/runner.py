@@ -1,12 +1,11 @@
 """Running evaluation cases against a Realtime endpoint, and writing the results.
 
-Each case gets a fresh ``RealtimeSession``: its instructions ask the model to read back exactly the
-code it heard, input transcription is on, and the case's WAV is sent paced like a microphone (in
-real time, or ``speed`` times faster for an emulator), then silence, until both the input
-transcript and the reply's transcript are in (or ``timeout_s`` passes). Both are scored with
-``eval.scoring.score``. Cases run concurrently up to a limit; a rate-limited case is retried with
-backoff; the run's cost comes from each session's ``CostTracker``, and with ``max_usd`` no case is
-started whose estimate would take the run past it (it and every later case are recorded skipped).
+Each case runs in its own session(s), by its suite's runner (``SUITE_RUNNERS``: ``alphanumeric.py``,
+``timing.py`` for interruption and latency, ``behaviour.py`` for instructions and tools; the
+contract is in ``suite.py``). Cases run concurrently up to a limit; a rate-limited case is retried
+with backoff; the run's cost is the sum of each session's ``CostTracker``, and with ``max_usd`` no
+case is started whose estimate would take the run past it (it and every later case are recorded
+skipped). ``write_results`` writes results.json (format 2, with per-suite summaries).
 
 This module reads no settings: the endpoint, credential, profile and prices come in as arguments.
 """
@@ -14,12 +13,12 @@ This module reads no settings: the endpoint, credential, profile and prices come
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import importlib
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -29,75 +28,82 @@ from typing import Any, Literal
 from realtalk import __version__
 from realtalk.audio.pcm import read_wav
 from realtalk.client.credentials import Credential
-from realtalk.client.session import ConnectionStatus, RealtimeSession, SessionEvent
-from realtalk.errors import HandshakeRejected, RealtalkError
+from realtalk.errors import RealtalkError
 from realtalk.eval.cases import Case
-from realtalk.eval.scoring import Score, score
+from realtalk.eval.scoring import Score
+from realtalk.eval.suite import CaseContext, CaseFailed, CaseOutcome, Grader, RateLimited, SuiteRun, summarise
 from realtalk.protocol import AgentProfile, Prices
-from realtalk.protocol.app_events import (
-    AudioChunk,
-    ResponseFinished,
-    ServerErrorEvent,
-    TranscriptUpdated,
-)
 from realtalk.protocol.endpoint import ResolvedEndpoint
-from realtalk.protocol.session_config import InputTranscription
 
 __all__ = [
     "DEFAULT_TRANSCRIPTION_MODEL",
     "EMULATOR_ECHO_PREFIX",
-    "READBACK_INSTRUCTIONS",
-    "REPLY_TOKENS",
+    "RESULTS_FORMAT",
+    "SUITE_RUNNERS",
     "CaseResult",
     "RunResult",
     "estimate_cost",
     "estimate_cost_range",
-    "readback_profile",
+    "results_dict",
     "run_cases",
+    "suite_runner",
     "write_results",
 ]
 
-READBACK_INSTRUCTIONS = (
-    "You are being tested on hearing codes. The user reads out one code: a licence plate, ticket ID, "
-    "serial number, password or spelled name. Reply with exactly the code you heard, character by "
-    "character as written (for example XR-4892), and nothing else: no greeting, no explanation."
-)
 DEFAULT_TRANSCRIPTION_MODEL = "gpt-4o-transcribe"
 EMULATOR_ECHO_PREFIX = "You said:"
 """What the emulator's echo responder says before the words it heard (pass as ``reply_prefix``)."""
+RESULTS_FORMAT = 2
 
-# The budgeted reply: a code read back is a few words; 60 audio tokens is about 3 s of speech
-# (20 audio tokens a second), the range's upper end allows three times that.
-REPLY_TOKENS = 60
-_REPLY_TOKENS_HIGH = 180
+SUITE_RUNNERS: dict[str, str] = {
+    "alphanumeric": "realtalk.eval.alphanumeric:run_alphanumeric",
+    "interruption": "realtalk.eval.timing:run_interruption",
+    "latency": "realtalk.eval.timing:run_latency",
+    "instructions": "realtalk.eval.behaviour:run_instructions",
+    "tools": "realtalk.eval.behaviour:run_tools",
+}
+"""Each suite's runner, as ``module:function`` (imported when the suite runs)."""
+
+# Audio tokens out per case, (budgeted, three times that): a code read back is about 3 s of speech
+# (20 audio tokens a second); an interrupted case pays for its long first reply (generated faster
+# than it plays, so mostly generated when the user cuts in) and the short answer after it.
+REPLY_TOKENS: dict[str, tuple[int, int]] = {
+    "alphanumeric": (60, 180),
+    "interruption": (460, 1380),
+    "latency": (100, 300),
+    "instructions": (100, 300),
+    "tools": (40, 120),
+}
+_DEFAULT_REPLY_TOKENS = (100, 300)
 # Audio in is billed at about 10 tokens a second of input audio; the session's instructions add text.
 _AUDIO_IN_TOKENS_PER_S = 10
 _INSTRUCTION_TOKENS = 80
-_CHUNK_MS = 100
-_WIRE_RATE = 24_000
-_BYTES_PER_MS = _WIRE_RATE * 2 // 1000
+_TOOL_TOKENS = 60  # per function definition
 
 Status = Literal["ok", "error", "skipped"]
 
 
 @dataclass(frozen=True)
 class CaseResult:
-    """One case's outcome: what was heard and read back, the scores, its cost and any error."""
+    """One case's outcome: what was heard and replied, its figures, its cost and any error."""
 
     case_id: str
     suite: str
     style: str
     expected: str
-    transcript: str | None
-    readback: str | None
-    transcript_score: Score | None
-    readback_score: Score | None
-    cost_usd: Decimal
-    latency_ms: float | None
-    """Wall time from the last sample of the case's WAV sent to the reply's first audio."""
-    error: str | None
+    transcript: str | None = None
+    reply: str | None = None
+    transcript_score: Score | None = None
+    reply_score: Score | None = None
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: float | None = None
+    """Voice to voice where the suite measures it (alphanumeric: last sample sent to first audio)."""
+    error: str | None = None
     status: Status = "ok"
     attempts: int = 1
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    checks: dict[str, bool | None] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,11 @@ class RunResult:
     transcription_model: str | None = None
     max_usd: Decimal | None = None
     concurrency: int = 1
+    grader_model: str | None = None
+
+    @property
+    def suites(self) -> list[str]:
+        return list(dict.fromkeys(case.suite for case in self.cases))
 
     @property
     def errored(self) -> list[CaseResult]:
@@ -127,163 +138,48 @@ class RunResult:
         return [case for case in self.cases if case.status == "skipped"]
 
     def totals(self) -> dict[str, Any]:
-        """Exact-match rates and mean CERs over the scored cases, for transcript and read-back."""
-        out: dict[str, Any] = {
+        """Case counts, and per suite each metric's n/mean/p50/p95/min/max and each check's pass
+        rate (``suite.summarise``)."""
+        return {
             "cases": len(self.cases),
             "ok": sum(1 for c in self.cases if c.status == "ok"),
             "errors": len(self.errored),
             "skipped": len(self.skipped),
+            "suites": summarise([_jsonable(case) for case in self.cases]),
         }
-        for name in ("transcript", "readback"):
-            scores = [s for c in self.cases if (s := getattr(c, f"{name}_score")) is not None]
-            out[f"{name}_scored"] = len(scores)
-            out[f"{name}_exact_rate"] = sum(s.exact for s in scores) / len(scores) if scores else None
-            out[f"{name}_mean_cer"] = sum(s.cer for s in scores) / len(scores) if scores else None
-        return out
 
 
-def readback_profile(
-    base: AgentProfile | None, case: Case, *, transcription_model: str = DEFAULT_TRANSCRIPTION_MODEL
-) -> AgentProfile:
-    """The session for one case: ``base`` (voice, VAD, ...) with the read-back instructions and
-    input transcription on (``base``'s transcription model if it has one)."""
-    base = base or AgentProfile()
-    instructions = READBACK_INSTRUCTIONS
-    if base.instructions:
-        instructions = f"{base.instructions}\n\n{instructions}"
-    if case.instructions:
-        instructions = f"{instructions}\n\n{case.instructions}"
-    transcription = base.transcription or InputTranscription(model=transcription_model)
-    return dataclasses.replace(base, instructions=instructions, transcription=transcription)
+def suite_runner(suite: str) -> SuiteRun:
+    """The runner of ``suite`` (a key of ``SUITE_RUNNERS``)."""
+    module, _, name = SUITE_RUNNERS[suite].partition(":")
+    runner: SuiteRun = getattr(importlib.import_module(module), name)
+    return runner
 
 
-def _audio_seconds(case: Case) -> float:
-    pcm, rate, channels = read_wav(case.audio)
+def _audio_seconds(path: Path) -> float:
+    pcm, rate, channels = read_wav(path)
     return len(pcm) / (2 * rate * channels)
 
 
-def _case_cost(case: Case, prices: Prices, reply_tokens: int) -> Decimal:
-    audio_in = math.ceil(_audio_seconds(case) * _AUDIO_IN_TOKENS_PER_S)
+def _case_cost(case: Case, prices: Prices, high: bool) -> Decimal:
+    audio = [case.audio] + ([case.followup_audio] if case.followup_audio is not None else [])
+    audio_in = math.ceil(sum(_audio_seconds(path) for path in audio) * _AUDIO_IN_TOKENS_PER_S)
+    text_in = _INSTRUCTION_TOKENS + _TOOL_TOKENS * len(case.tools)
+    reply_tokens = REPLY_TOKENS.get(case.suite, _DEFAULT_REPLY_TOKENS)[1 if high else 0]
     per_m = Decimal(1_000_000)
-    return (
-        audio_in * prices.audio_in + _INSTRUCTION_TOKENS * prices.text_in + reply_tokens * prices.audio_out
-    ) / per_m
+    return (audio_in * prices.audio_in + text_in * prices.text_in + reply_tokens * prices.audio_out) / per_m
 
 
-def estimate_cost(cases: Sequence[Case], prices: Prices, *, reply_tokens: int = REPLY_TOKENS) -> Decimal:
-    """What running ``cases`` should cost: their audio in (10 tokens a second), the instructions,
-    and a reply of ``reply_tokens`` audio tokens out, at ``prices``."""
-    return sum((_case_cost(case, prices, reply_tokens) for case in cases), Decimal(0))
+def estimate_cost(cases: Sequence[Case], prices: Prices, *, high: bool = False) -> Decimal:
+    """What running ``cases`` should cost at ``prices``: their audio in (10 tokens a second), the
+    instructions and tool definitions, and each suite's budgeted reply (``REPLY_TOKENS``; with
+    ``high``, three times as long)."""
+    return sum((_case_cost(case, prices, high) for case in cases), Decimal(0))
 
 
 def estimate_cost_range(cases: Sequence[Case], prices: Prices) -> tuple[Decimal, Decimal]:
-    """(low, high): the budgeted reply, and a reply three times as long."""
-    return estimate_cost(cases, prices), estimate_cost(cases, prices, reply_tokens=_REPLY_TOKENS_HIGH)
-
-
-class _RateLimited(Exception):
-    pass
-
-
-class _CaseFailed(Exception):
-    pass
-
-
-@dataclass
-class _Turn:
-    transcript: str | None = None
-    readback: str | None = None
-    reply_done: bool = False
-    first_audio_s: float | None = None
-    error: str | None = None
-    rate_limited: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def on_event(self, event: SessionEvent) -> None:
-        if isinstance(event, TranscriptUpdated):
-            for line in event.lines:
-                if line.role == "user" and line.final:
-                    self.transcript = line.text
-                elif line.role == "assistant" and line.final:
-                    self.readback = line.text
-        elif isinstance(event, AudioChunk):
-            if self.first_audio_s is None:
-                self.first_audio_s = time.monotonic()
-        elif isinstance(event, ResponseFinished):
-            self.reply_done = True
-            if event.status not in (None, "completed"):
-                self.error = f"the response ended {event.status}" + (
-                    f" ({event.reason})" if event.reason else ""
-                )
-        elif isinstance(event, ServerErrorEvent) and not event.harmless:
-            if event.error.code == "rate_limit_exceeded":
-                self.rate_limited = True
-            self.error = f"server error: {event.error}"
-        elif isinstance(event, ConnectionStatus) and event.state == "closed" and event.error is not None:
-            self.error = f"connection closed: {event.error}"
-        self.changed.set()
-
-    @property
-    def complete(self) -> bool:
-        return self.transcript is not None and self.reply_done and self.readback is not None
-
-
-async def _run_one(
-    case: Case,
-    *,
-    endpoint: ResolvedEndpoint,
-    credential: Credential,
-    profile: AgentProfile,
-    prices: Prices,
-    speed: float,
-    timeout_s: float,
-) -> tuple[_Turn, Decimal, float | None]:
-    pcm, rate, channels = read_wav(case.audio)
-    if rate != _WIRE_RATE or channels != 1:
-        raise _CaseFailed(f"{case.audio}: {rate} Hz, {channels} channel(s); eval cases need 24 kHz mono")
-    turn = _Turn()
-    chunk = _CHUNK_MS * _BYTES_PER_MS
-    interval_s = _CHUNK_MS / 1000 / speed
-    session = RealtimeSession(endpoint, credential, profile=profile, prices=prices, reconnect=False)
-    session.on_event(turn.on_event)
-    try:
-        await session.start()
-    except HandshakeRejected as exc:
-        if exc.status == 429:
-            raise _RateLimited(str(exc)) from exc
-        raise
-    try:
-        deadline = time.monotonic() + timeout_s
-        next_at = time.monotonic()
-        for start in range(0, len(pcm), chunk):
-            session.append_audio(pcm[start : start + chunk])
-            next_at += interval_s
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            if turn.error is not None:
-                break
-        speech_end_s = time.monotonic()
-        quiet = bytes(chunk)
-        while not turn.complete and turn.error is None:
-            if time.monotonic() >= deadline:
-                missing = [
-                    n
-                    for n, v in (("input transcript", turn.transcript), ("reply", turn.readback))
-                    if v is None
-                ]
-                raise _CaseFailed(
-                    f"timed out after {timeout_s:g} s waiting for the {' and the '.join(missing)}"
-                )
-            session.append_audio(quiet)
-            next_at += interval_s
-            turn.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(turn.changed.wait(), max(0.0, next_at - time.monotonic()))
-        if turn.rate_limited:
-            raise _RateLimited(turn.error or "rate limited")
-        latency = (turn.first_audio_s - speech_end_s) * 1000 if turn.first_audio_s is not None else None
-        return turn, session.total_cost_usd, latency
-    finally:
-        await session.close("eval case done")
+    """(low, high): the budgeted replies, and replies three times as long."""
+    return estimate_cost(cases, prices), estimate_cost(cases, prices, high=True)
 
 
 async def run_cases(
@@ -303,15 +199,19 @@ async def run_cases(
     model: str | None = None,
     transcription_model: str = DEFAULT_TRANSCRIPTION_MODEL,
     reply_prefix: str | None = None,
+    grader: Grader | None = None,
+    on_result: Callable[[CaseResult], None] | None = None,
 ) -> RunResult:
-    """Run ``cases`` (each in its own session) and score them; see the module docstring.
+    """Run ``cases`` (each by its suite's runner) and collect the results; see the module docstring.
 
-    ``speed`` sends the WAVs that many times faster than real time (an emulator keeps up; a real
-    service's VAD expects 1.0). ``endpoint_kind`` ("azure", "emulator", ...) and ``model`` are
-    recorded in the results. A case that fails is recorded with its error; the run goes on.
-    ``reply_prefix``: a fixed preamble the responder says before every read-back (the emulator's
-    echo says "You said: ..."; ``EMULATOR_ECHO_PREFIX``), removed before the read-back is scored
-    (case-insensitive; the reply is recorded as said).
+    ``speed`` sends the WAVs that many times faster than real time where a suite allows it (an
+    emulator keeps up; a real service's VAD expects 1.0; the timing suites always run in real time).
+    ``endpoint_kind`` ("azure", "emulator", ...) and ``model`` are recorded in the results. A case
+    that fails is recorded with its error; the run goes on. ``reply_prefix``: a fixed preamble the
+    responder says before every answer (the emulator's echo says "You said: ...";
+    ``EMULATOR_ECHO_PREFIX``), removed before a reply is scored (the reply is recorded as said).
+    ``grader``: a model the instructions suite asks, through the Responses API, whether a reply
+    follows its instructions. ``on_result`` is called with each case's result as it ends (progress).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -324,6 +224,17 @@ async def run_cases(
     stopped = False
     lock = asyncio.Lock()
     base = profile or AgentProfile()
+    ctx = CaseContext(
+        endpoint=endpoint,
+        credential=credential,
+        profile=base,
+        prices=prices,
+        speed=speed,
+        timeout_s=timeout_s,
+        reply_prefix=reply_prefix,
+        transcription_model=transcription_model,
+        grader=grader,
+    )
 
     async def one(index: int, case: Case) -> None:
         nonlocal spent, committed, stopped
@@ -332,60 +243,51 @@ async def run_cases(
             async with lock:
                 if stopped or (max_usd is not None and spent + committed + estimate > max_usd):
                     stopped = True
-                    results[index] = _skipped(case, max_usd)
+                    results[index] = skipped = _result(
+                        case,
+                        CaseOutcome(error=f"skipped: the run would pass --max-usd {max_usd}"),
+                        "skipped",
+                        0,
+                    )
+                    if on_result is not None:
+                        on_result(skipped)
                     return
                 committed += estimate
             result: CaseResult | None = None
             try:
                 result = results[index] = await _attempts(case)
+                if on_result is not None:
+                    on_result(result)
             finally:
                 async with lock:
                     committed -= estimate
                     spent += result.cost_usd if result is not None else Decimal(0)
 
     async def _attempts(case: Case) -> CaseResult:
-        case_profile = readback_profile(base, case, transcription_model=transcription_model)
         cost = Decimal(0)
         for attempt in range(1, retries + 2):
             try:
-                turn, case_cost, latency = await _run_one(
-                    case,
-                    endpoint=endpoint,
-                    credential=credential,
-                    profile=case_profile,
-                    prices=prices,
-                    speed=speed,
-                    timeout_s=timeout_s,
-                )
-            except _RateLimited as exc:
+                outcome = await suite_runner(case.suite)(case, ctx)
+            except RateLimited as exc:
                 if attempt > retries:
-                    return _failed(case, f"rate limited {attempt} times: {exc}", cost, attempt)
+                    return _result(
+                        case,
+                        CaseOutcome(error=f"rate limited {attempt} times: {exc}", cost_usd=cost),
+                        "error",
+                        attempt,
+                    )
                 await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
                 continue
-            except (_CaseFailed, RealtalkError, OSError, ValueError) as exc:
-                return _failed(case, str(exc) or type(exc).__name__, cost, attempt)
-            cost += case_cost
-            return CaseResult(
-                case_id=case.id,
-                suite=case.suite,
-                style=case.style,
-                expected=case.expected,
-                transcript=turn.transcript,
-                readback=turn.readback,
-                transcript_score=score(case.expected, turn.transcript)
-                if turn.transcript is not None
-                else None,
-                readback_score=(
-                    score(case.expected, _without_prefix(turn.readback, reply_prefix))
-                    if turn.readback is not None
-                    else None
-                ),
-                cost_usd=cost,
-                latency_ms=latency,
-                error=turn.error,
-                status="error" if turn.error is not None else "ok",
-                attempts=attempt,
-            )
+            except CaseFailed as exc:
+                return _result(
+                    case, CaseOutcome(error=str(exc), cost_usd=cost + exc.cost_usd), "error", attempt
+                )
+            except (RealtalkError, OSError, ValueError) as exc:
+                return _result(
+                    case, CaseOutcome(error=str(exc) or type(exc).__name__, cost_usd=cost), "error", attempt
+                )
+            outcome.cost_usd += cost
+            return _result(case, outcome, "error" if outcome.error is not None else "ok", attempt)
         raise AssertionError("unreachable")
 
     # Cases start in order (a semaphore queues its waiters first come, first served), so with
@@ -410,49 +312,28 @@ async def run_cases(
         transcription_model=(base.transcription.model if base.transcription else transcription_model),
         max_usd=max_usd,
         concurrency=concurrency,
+        grader_model=grader.model if grader is not None else None,
     )
 
 
-def _without_prefix(reply: str, prefix: str | None) -> str:
-    stripped = reply.strip()
-    if prefix and stripped.casefold().startswith(prefix.casefold()):
-        return stripped[len(prefix) :].strip()
-    return stripped
-
-
-def _failed(case: Case, error: str, cost: Decimal, attempts: int) -> CaseResult:
+def _result(case: Case, outcome: CaseOutcome, status: Status, attempts: int) -> CaseResult:
     return CaseResult(
-        case.id,
-        case.suite,
-        case.style,
-        case.expected,
-        None,
-        None,
-        None,
-        None,
-        cost,
-        None,
-        error,
-        "error",
-        attempts,
-    )
-
-
-def _skipped(case: Case, max_usd: Decimal | None) -> CaseResult:
-    return CaseResult(
-        case.id,
-        case.suite,
-        case.style,
-        case.expected,
-        None,
-        None,
-        None,
-        None,
-        Decimal(0),
-        None,
-        f"skipped: the run would pass --max-usd {max_usd}",
-        "skipped",
-        0,
+        case_id=case.id,
+        suite=case.suite,
+        style=case.style,
+        expected=case.expected,
+        transcript=outcome.transcript,
+        reply=outcome.reply,
+        transcript_score=outcome.transcript_score,
+        reply_score=outcome.reply_score,
+        cost_usd=outcome.cost_usd,
+        latency_ms=outcome.latency_ms,
+        error=outcome.error,
+        status=status,
+        attempts=attempts,
+        metrics=dict(outcome.metrics),
+        checks=dict(outcome.checks),
+        details=dict(outcome.details),
     )
 
 
@@ -469,8 +350,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def results_dict(run: RunResult) -> dict[str, Any]:
-    """The run as JSON-ready data (Decimals as strings), with its totals."""
-    data: dict[str, Any] = _jsonable(run)
+    """The run as results.json's data (format 2; Decimals as strings), with its suites and totals."""
+    data: dict[str, Any] = {"format": RESULTS_FORMAT, **_jsonable(run)}
+    data["suites"] = run.suites
     data["totals"] = run.totals()
     return data
 
