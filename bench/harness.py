@@ -43,7 +43,7 @@ def pin(pid: int, under_test: bool) -> None:
 
 def figures(values: list[float]) -> dict[str, Any]:
     """n, min, p50, p90, p95, p99, p99.9, max and mean, rounded to 4 decimals (``None`` when empty)."""
-    from realtalk.cli.views import percentile
+    from realtalk.percentiles import percentile
 
     def r(value: float | None) -> float | None:
         return None if value is None else round(value, 4)

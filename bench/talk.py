@@ -52,12 +52,12 @@ from realtalk.audio.pcm import BYTES_PER_SAMPLE, WIRE_SAMPLE_RATE_HZ
 from realtalk.audio.playback import BlockRead, PlaybackBuffer
 from realtalk.audio.sources import MemorySink
 from realtalk.cli.talk import TalkOptions, converse
-from realtalk.cli.views import percentile
 from realtalk.client.credentials import ApiKeyCredential
 from realtalk.client.session import RealtimeSession, SessionEvent
 from realtalk.client.voice import PacedDriver, VoiceLoop
 from realtalk.emulator import Emulator, EmulatorConfig, parse_scenario
 from realtalk.emulator.tts import make_synthesizer
+from realtalk.percentiles import percentile
 from realtalk.protocol import AgentProfile, FlushPlayback, ResponseFinished
 from realtalk.protocol.endpoint import resolve_endpoint
 from realtalk.settings import Settings

@@ -8,7 +8,6 @@ rendered from fixed data and compared as text (``tests/cli/test_views.py``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,6 +16,8 @@ from typing import Literal
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from realtalk.percentiles import percentile
 
 __all__ = [
     "GateShown",
@@ -123,19 +124,6 @@ class TalkSummary:
 
 
 # -- small pure helpers -------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (0-100) with linear interpolation between ranks; ``None`` if empty."""
-    if not values:
-        return None
-    if not 0 <= q <= 100:
-        raise ValueError(f"q must be within 0..100, got {q}")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def level_bar(dbfs: float, width: int = 12) -> str:

@@ -19,7 +19,6 @@ whose per-suite summaries (``summarise``) the report and ``--compare`` read with
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,6 +27,7 @@ from typing import Any, Literal
 from realtalk.client.credentials import Credential
 from realtalk.eval.cases import Case
 from realtalk.eval.scoring import Score
+from realtalk.percentiles import percentile
 from realtalk.protocol import AgentProfile, Prices
 from realtalk.protocol.endpoint import ResolvedEndpoint
 
@@ -41,7 +41,6 @@ __all__ = [
     "MetricInfo",
     "RateLimited",
     "SuiteRun",
-    "percentile",
     "summarise",
 ]
 
@@ -182,16 +181,6 @@ CHECKS: dict[str, str] = {
     "right_tool": "the model called the expected tool",
     "right_arguments": "the tool's arguments match the expected ones",
 }
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (0-100) of ``values`` by linear interpolation; ``None`` if empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def summarise(cases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

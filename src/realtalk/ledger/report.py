@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from realtalk.ledger.records import ResponseRow
 from realtalk.ledger.schema import responses, sessions
+from realtalk.percentiles import percentile
 from realtalk.protocol.cost import (
     CACHE_MIN_PREFIX_TOKENS,
     CostBreakdown,
@@ -193,11 +194,8 @@ def _cache_saved_usd(usage: Usage, model: str) -> Decimal:
 
 
 def _percentile(ordered: list[float], q: float) -> float | None:
-    if not ordered:
-        return None
-    position = (len(ordered) - 1) * q
-    low, high = int(position), min(int(position) + 1, len(ordered) - 1)
-    return round(ordered[low] + (ordered[high] - ordered[low]) * (position - low), 1)
+    value = percentile(ordered, q)
+    return None if value is None else round(value, 1)
 
 
 def _share(part: int, whole: int) -> Decimal | None:
@@ -262,8 +260,8 @@ class _Group:
             cache_share=_share(self.usage.cached_input_tokens, self.usage.input_tokens),
             cache_saved_usd=saved,
             unheard_audio_usd=self.unheard_usd,
-            latency_p50_ms=_percentile(ordered, 0.50),
-            latency_p95_ms=_percentile(ordered, 0.95),
+            latency_p50_ms=_percentile(ordered, 50),
+            latency_p95_ms=_percentile(ordered, 95),
             what_if_mini_usd=turn_cost(self.usage, prices_for(WHAT_IF_MODEL)).total_usd,
         )
 
