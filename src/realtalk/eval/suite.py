@@ -41,6 +41,7 @@ __all__ = [
     "MetricInfo",
     "RateLimited",
     "SuiteRun",
+    "percentile",
     "summarise",
 ]
 
