@@ -18,6 +18,28 @@ from decimal import Decimal
 from html import escape
 from typing import Final
 
+from realtalk.html_charts import (
+    BOTTOM,
+    CSS,
+    HEIGHT,
+    LEFT,
+    RIGHT,
+    TOP,
+    WIDTH,
+    Cell,
+    Row,
+    bar,
+    figure,
+    legend,
+    mark,
+    nice_max,
+    plot_height,
+    svg,
+    table,
+    text,
+    x_labels,
+    y_axis,
+)  # fmt: skip
 from realtalk.ledger.report import Report, ReportRow
 
 __all__ = ["FIGURES", "SPEND_FIGURES", "TOKEN_FIGURES", "figures", "format_figure", "label", "render_html"]
@@ -114,55 +136,10 @@ def format_figure(name: str, value: Figure) -> str:
 
 # --- charts ----------------------------------------------------------------------------------------
 
-_W: Final = 720
-_H: Final = 240
-_LEFT, _RIGHT, _TOP, _BOTTOM = 64, 12, 14, 34
-
-
-def _nice_max(value: float) -> float:
-    """The smallest 1, 2 or 5 x 10^k at or above ``value`` (an axis end)."""
-    if value <= 0:
-        return 1.0
-    magnitude = 10.0 ** math.floor(math.log10(value))
-    return next(step * magnitude for step in (1.0, 2.0, 5.0, 10.0) if step * magnitude >= value)
-
-
-def _svg(chart_id: str, title: str, desc: str, body: str, height: int = _H) -> str:
-    return (
-        f'<svg id="{chart_id}" class="chart" viewBox="0 0 {_W} {height}" width="{_W}" height="{height}" '
-        f'role="img" aria-labelledby="{chart_id}-title {chart_id}-desc">'
-        f'<title id="{chart_id}-title">{escape(title)}</title>'
-        f'<desc id="{chart_id}-desc">{escape(desc)}</desc>'
-        f"{body}</svg>"
-    )
-
-
-def _y_axis(top_value: float, fmt: str) -> str:
-    plot_h = _H - _TOP - _BOTTOM
-    parts = []
-    for step in range(5):
-        y = _TOP + plot_h - plot_h * step / 4
-        text = fmt.format(top_value * step / 4)
-        parts.append(
-            f'<line class="grid" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text class="tick" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(text)}</text>'
-        )
-    return "".join(parts)
-
-
-def _x_labels(keys: Sequence[str], slot: float) -> str:
-    every = max(1, math.ceil(len(keys) / 12))
-    return "".join(
-        f'<text class="tick" x="{_LEFT + slot * (i + 0.5):.1f}" y="{_H - _BOTTOM + 16}" '
-        f'text-anchor="middle">{escape(key[5:])}</text>'
-        for i, key in enumerate(keys)
-        if i % every == 0
-    )
-
 
 def _cost_chart(days: Sequence[ReportRow]) -> str:
-    plot_h, slot = _H - _TOP - _BOTTOM, (_W - _LEFT - _RIGHT) / max(1, len(days))
-    top = _nice_max(float(max((d.cost_usd for d in days), default=Decimal(0))))
+    plot_h, slot = plot_height(), (WIDTH - LEFT - RIGHT) / max(1, len(days))
+    top = nice_max(float(max((d.cost_usd for d in days), default=Decimal(0))))
     bars = []
     for i, day in enumerate(days):
         base = 0.0
@@ -171,43 +148,48 @@ def _cost_chart(days: Sequence[ReportRow]) -> str:
             if value <= 0:
                 continue
             height = max(1.0, plot_h * float(value) / top)  # a part too small to see still shows
-            y = _TOP + plot_h - base - height
+            tip = f"{day.key} {series} {format_figure('x_usd', value)}"
             bars.append(
-                f'<rect class="bar segment" data-series="{series}" data-day="{day.key}" data-usd="{value}" '
-                f'x="{_LEFT + slot * (i + 0.15):.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" '
-                f'height="{height:.1f}" fill="{color}"><title>{day.key} {series} '
-                f"{format_figure('x_usd', value)}</title></rect>"
-            )
+                bar(
+                    "segment", LEFT + slot * (i + 0.15), TOP + plot_h - base - height, slot * 0.7, height,
+                    color, tip, {"series": series, "day": day.key, "usd": value},
+                )
+            )  # fmt: skip
             base += height
-    legend = "".join(
-        f'<rect x="{_LEFT + 90 * n}" y="2" width="10" height="10" fill="{color}"/>'
-        f'<text class="tick" x="{_LEFT + 90 * n + 14}" y="11">{series}</text>'
-        for n, (series, color) in enumerate(_SERIES)
-    )
     desc = f"Spend per UTC day, {days[0].key} to {days[-1].key}, stacked by audio, text, image and tools."
-    body = _y_axis(top, "${:,.2f}" if top >= 1 else "${:,.4f}") + legend + "".join(bars)
-    return _svg("chart-cost", "Cost per day by modality", desc, body + _x_labels([d.key for d in days], slot))
+    body = y_axis(top, "${:,.2f}" if top >= 1 else "${:,.4f}") + legend(_SERIES) + "".join(bars)
+    return svg("chart-cost", "Cost per day by modality", desc, body + x_labels(_day_labels(days), slot))
+
+
+def _day_labels(days: Sequence[ReportRow]) -> list[str]:
+    return [day.key[5:] for day in days]  # 2026-05-18 -> 05-18
 
 
 def _share_chart(days: Sequence[ReportRow]) -> str:
-    plot_h, slot = _H - _TOP - _BOTTOM, (_W - _LEFT - _RIGHT) / max(1, len(days))
+    plot_h, slot = plot_height(), (WIDTH - LEFT - RIGHT) / max(1, len(days))
     bars = [
-        f'<rect class="bar share" data-day="{day.key}" data-share="{day.cache_share}" '
-        f'x="{_LEFT + slot * (i + 0.15):.1f}" y="{_TOP + plot_h * (1 - float(day.cache_share)):.1f}" '
-        f'width="{slot * 0.7:.1f}" height="{plot_h * float(day.cache_share):.1f}" fill="#59a14f">'
-        f"<title>{day.key} {format_figure('cache_share', day.cache_share)}</title></rect>"
+        bar(
+            "share",
+            LEFT + slot * (i + 0.15),
+            TOP + plot_h * (1 - float(day.cache_share)),
+            slot * 0.7,
+            plot_h * float(day.cache_share),
+            "#59a14f",
+            f"{day.key} {format_figure('cache_share', day.cache_share)}",
+            {"day": day.key, "share": day.cache_share},
+        )
         for i, day in enumerate(days)
         if day.cache_share is not None
     ]
     desc = "Share of input tokens served from the prompt cache, per UTC day (days without input: no bar)."
-    body = _y_axis(100, "{:.0f}%") + "".join(bars) + _x_labels([d.key for d in days], slot)
-    return _svg("chart-cache", "Cache hit share per day", desc, body)
+    body = y_axis(100, "{:.0f}%") + "".join(bars) + x_labels(_day_labels(days), slot)
+    return svg("chart-cache", "Cache hit share per day", desc, body)
 
 
 def _latency_bins(latencies_ms: Sequence[float]) -> list[tuple[float, float, int]]:
     """Equal bins of a 1, 2 or 5 x 10^k ms width, about 12 of them: (start, end, count)."""
     low, high = min(latencies_ms), max(latencies_ms)
-    width = _nice_max(max(high - low, 1.0) / 12)
+    width = nice_max(max(high - low, 1.0) / 12)
     start = math.floor(low / width) * width
     counts = [0] * (int((high - start) // width) + 1)
     for value in latencies_ms:
@@ -218,15 +200,21 @@ def _latency_bins(latencies_ms: Sequence[float]) -> list[tuple[float, float, int
 def _latency_chart(report: Report) -> str:
     values = report.latencies_ms
     if not values:
-        return _svg("chart-latency", "Voice-to-voice latency", "No latency was measured.", "", height=40)
+        return svg("chart-latency", "Voice-to-voice latency", "No latency was measured.", "", height=40)
     bins = _latency_bins(values)
-    plot_h, slot = _H - _TOP - _BOTTOM, (_W - _LEFT - _RIGHT) / len(bins)
+    plot_h, slot = plot_height(), (WIDTH - LEFT - RIGHT) / len(bins)
     top = 4 * math.ceil(max(count for _, _, count in bins) / 4)  # whole responses at every tick
     bars = [
-        f'<rect class="bar latency" data-from-ms="{start:g}" data-count="{count}" '
-        f'x="{_LEFT + slot * n + 1:.1f}" y="{_TOP + plot_h * (1 - count / top):.1f}" '
-        f'width="{slot - 2:.1f}" height="{plot_h * count / top:.1f}" fill="#af7aa1">'
-        f"<title>{start:g}{_TO}{end:g} ms: {count}</title></rect>"
+        bar(
+            "latency",
+            LEFT + slot * n + 1,
+            TOP + plot_h * (1 - count / top),
+            slot - 2,
+            plot_h * count / top,
+            "#af7aa1",
+            f"{start:g}{_TO}{end:g} ms: {count}",
+            {"from-ms": f"{start:g}", "count": count},
+        )
         for n, (start, end, count) in enumerate(bins)
         if count
     ]
@@ -234,23 +222,19 @@ def _latency_chart(report: Report) -> str:
     marks = []
     for name, value in (("p50", report.total.latency_p50_ms), ("p95", report.total.latency_p95_ms)):
         if value is not None:
-            x = _LEFT + (_W - _LEFT - _RIGHT) * (value - bins[0][0]) / span
-            marks.append(
-                f'<line class="mark" x1="{x:.1f}" x2="{x:.1f}" y1="{_TOP}" y2="{_TOP + plot_h}"/>'
-                f'<text class="tick" x="{x + 3:.1f}" y="{_TOP + 10}">{name} {value:,.1f}</text>'
-            )
+            x = LEFT + (WIDTH - LEFT - RIGHT) * (value - bins[0][0]) / span
+            marks.append(mark(x, TOP, x, TOP + plot_h, f"{name} {value:,.1f}", x + 3, TOP + 10))
     axis = "".join(
-        f'<text class="tick" x="{_LEFT + slot * n:.1f}" y="{_H - _BOTTOM + 16}" text-anchor="middle">'
-        f"{start:g}</text>"
+        text(round(LEFT + slot * n, 1), HEIGHT - BOTTOM + 16, f"{start:g}", "middle")
         for n, (start, _, _) in enumerate(bins)
         if n % max(1, math.ceil(len(bins) / 8)) == 0
     )
     desc = f"How many of {len(values)} responses had each voice-to-voice latency, in ms bins."
-    return _svg(
+    return svg(
         "chart-latency",
         "Voice-to-voice latency",
         desc,
-        _y_axis(top, "{:.0f}") + "".join(bars) + "".join(marks) + axis,
+        y_axis(top, "{:.0f}") + "".join(bars) + "".join(marks) + axis,
     )
 
 
@@ -258,36 +242,28 @@ def _users_chart(users: Sequence[ReportRow]) -> str:
     shown = [u for u in users if u.cost_usd > 0][:10]
     height = 24 * max(1, len(shown)) + 12
     top = float(shown[0].cost_usd) if shown else 1.0
-    left, width = 180, _W - 180 - 110
-    bars = "".join(
-        f'<text class="tick" x="{left - 6}" y="{24 * n + 22}" text-anchor="end">{escape(u.key[:26])}</text>'
-        f'<rect class="bar user" data-user="{escape(u.key)}" data-usd="{u.cost_usd}" x="{left}" '
-        f'y="{24 * n + 8}" width="{width * float(u.cost_usd) / top:.1f}" height="18" fill="#4e79a7">'
-        f"<title>{escape(u.key)} {format_figure('x_usd', u.cost_usd)}</title></rect>"
-        f'<text class="tick" x="{left + width * float(u.cost_usd) / top + 6:.1f}" y="{24 * n + 22}">'
-        f"{format_figure('x_usd', u.cost_usd)}</text>"
-        for n, u in enumerate(shown)
-    )
+    left, width = 180, WIDTH - 180 - 110
+    parts = []
+    for n, user in enumerate(shown):
+        length, spend = width * float(user.cost_usd) / top, format_figure("x_usd", user.cost_usd)
+        parts += [
+            text(left - 6, 24 * n + 22, user.key[:26], "end"),
+            bar("user", left, 24 * n + 8, length, 18, "#4e79a7", f"{user.key} {spend}",
+                {"user": user.key, "usd": user.cost_usd}),
+            text(round(left + length + 6, 1), 24 * n + 22, spend),
+        ]  # fmt: skip
     desc = f"The {len(shown)} users who spent the most over the range, by total spend."
-    return _svg("chart-users", "Top users by spend", desc, bars, height=height)
+    return svg("chart-users", "Top users by spend", desc, "".join(parts), height=height)
 
 
 # --- page ------------------------------------------------------------------------------------------
 
-_CSS: Final = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2330;margin:24px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}.meta{color:#5a6478;margin:0 0 16px}
-table{border-collapse:collapse;margin:8px 0;font-variant-numeric:tabular-nums}
-th,td{border-bottom:1px solid #dfe3ea;padding:4px 8px;text-align:right;white-space:nowrap}
-th[scope=row],thead th:first-child{text-align:left}thead th{background:#f3f5f9;font-weight:600}
-tfoot th,tfoot td{font-weight:700;border-top:2px solid #9aa3b5}.wrap{overflow-x:auto}
-figure{margin:16px 0 24px}figcaption{font-weight:600;margin-bottom:6px}
-.chart .grid{stroke:#e6e9ef}.chart .tick{font-size:11px;fill:#4a5366}
-.chart .mark{stroke:#1d2330;stroke-dasharray:4 3}details{margin-top:6px}
-caption{text-align:left;font-weight:600;font-size:17px;padding:20px 0 6px}summary{cursor:pointer;color:#35a}
-#low-cache :is(td,th){text-align:left}#low-cache td.n{text-align:right}
+_CSS: Final = (
+    CSS
+    + """#low-cache :is(td,th){text-align:left}#low-cache td.n{text-align:right}
 td.why{text-align:left;white-space:normal;max-width:520px}
 """
+)
 
 
 def _table(
@@ -298,59 +274,37 @@ def _table(
     rows: Sequence[ReportRow],
     total: ReportRow | None,
 ) -> str:
-    def cells(row: ReportRow, tag: str = "td") -> str:
-        values = figures(row)
-        return f'<th scope="row">{escape(row.key)}</th>' + "".join(
-            f'<{tag} data-field="{n}">{escape(format_figure(n, values[n]))}</{tag}>' for n in names
-        )
+    def row(report_row: ReportRow) -> Row:
+        values = figures(report_row)
+        cells = [Cell(format_figure(n, values[n]), field=n) for n in names]
+        return Row(report_row.key, cells, {"data-key": "total" if report_row is total else report_row.key})
 
-    head = f'<th scope="col">{escape(key_label)}</th>' + "".join(
-        f'<th scope="col">{escape(label(n))}</th>' for n in names
-    )
-    body = "".join(f'<tr data-key="{escape(r.key)}">{cells(r)}</tr>' for r in rows)
-    foot = f'<tfoot><tr data-key="total">{cells(total)}</tr></tfoot>' if total else ""
-    return (
-        f'<div class="wrap"><table id="{table_id}"><caption>{escape(caption)}</caption>'
-        f"<thead><tr>{head}</tr></thead>"
-        f"<tbody>{body}</tbody>{foot}</table></div>"
-    )
-
-
-def _figure(svg: str, caption: str, table: str) -> str:
-    return (
-        f"<figure><figcaption>{escape(caption)}</figcaption>{svg}"
-        f"<details><summary>Figures as a table</summary>{table}</details></figure>"
-    )
+    head = [key_label, *(label(n) for n in names)]
+    foot = row(total) if total else None
+    return table(table_id, head, [row(r) for r in rows], caption=caption, foot=foot)
 
 
 def _low_cache(report: Report) -> str:
     if not report.low_cache:
         return "<p>No session's cache share is below 50%.</p>"
-    rows = "".join(
-        f'<tr data-session="{escape(f.session_id)}"><th scope="row">{escape(f.session_id)}</th>'
-        f"<td>{escape(f.user or _NONE)}</td><td>{escape(f.deployment)}</td><td class='n'>{f.responses:,}</td>"
-        f"<td class='n'>{f.input_tokens:,}</td>"
-        f'<td class="n" data-field="cache_share">{format_figure("cache_share", f.cache_share)}</td>'
-        f'<td data-field="reason">{escape(f.reason)}</td><td class="why">{escape(f.explanation)}</td></tr>'
-        for f in report.low_cache
-    )
-    head = "".join(
-        f'<th scope="col">{h}</th>'
-        for h in (
-            "session",
-            "user",
-            "deployment",
-            "responses",
-            "input tokens",
-            "cache share",
-            "reason",
-            "why",
+    rows = [
+        Row(
+            f.session_id,
+            [
+                f.user or _NONE,
+                f.deployment,
+                Cell(f"{f.responses:,}", css="n"),
+                Cell(f"{f.input_tokens:,}", css="n"),
+                Cell(format_figure("cache_share", f.cache_share), field="cache_share", css="n"),
+                Cell(f.reason, field="reason"),
+                Cell(f.explanation, css="why"),
+            ],
+            {"data-session": f.session_id},
         )
-    )
-    return (
-        f'<div class="wrap"><table id="low-cache"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{rows}</tbody></table></div>"
-    )
+        for f in report.low_cache
+    ]
+    head = ("session", "user", "deployment", "responses", "input tokens", "cache share", "reason", "why")
+    return table("low-cache", head, rows)
 
 
 def render_html(report: Report) -> str:
@@ -367,14 +321,9 @@ def render_html(report: Report) -> str:
         None,
     )
     user_table = _table("table-users", "Top users by spend", "user", ("sessions", "total_usd"), users, None)
-    latency_rows = "".join(
-        f"<tr><th scope='row'>{start:g}{_TO}{end:g}</th><td>{count}</td></tr>"
-        for start, end, count in (_latency_bins(report.latencies_ms) if report.latencies_ms else [])
-    )
-    latency_table = (
-        "<table id='table-latency'><thead><tr><th scope='col'>ms</th><th scope='col'>responses</th></tr>"
-        f"</thead><tbody>{latency_rows}</tbody></table>"
-    )
+    bins = _latency_bins(report.latencies_ms) if report.latencies_ms else []
+    latency_rows = [Row(f"{start:g}{_TO}{end:g}", [str(count)], {}) for start, end, count in bins]
+    latency_table = table("table-latency", ("ms", "responses"), latency_rows, wrap=False)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -387,10 +336,10 @@ shown to 4 decimals; “on gpt-realtime-mini” prices the same tokens on {escap
 {_table("spend", f"Spend by {group}", group, SPEND_FIGURES, report.rows, report.total)}
 {_table("tokens", f"Tokens by {group}", group, TOKEN_FIGURES, report.rows, report.total)}
 <h2>Charts</h2>
-{_figure(_cost_chart(days), "Cost per day, stacked by modality", day_table)}
-{_figure(_share_chart(days), "Cache hit share per day", day_table)}
-{_figure(_latency_chart(report), "Voice-to-voice latency distribution", latency_table)}
-{_figure(_users_chart(report.users), "Top users by spend", user_table)}
+{figure(_cost_chart(days), "Cost per day, stacked by modality", day_table)}
+{figure(_share_chart(days), "Cache hit share per day", day_table)}
+{figure(_latency_chart(report), "Voice-to-voice latency distribution", latency_table)}
+{figure(_users_chart(report.users), "Top users by spend", user_table)}
 <h2>Sessions with a low cache share</h2>
 {_low_cache(report)}
 </main></body></html>
