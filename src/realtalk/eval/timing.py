@@ -63,6 +63,7 @@ from realtalk.protocol.app_events import (
     ServerErrorEvent,
     SpeechStarted,
     SpeechStopped,
+    TranscriptUpdated,
 )
 
 __all__ = [
@@ -204,6 +205,7 @@ class _Rig:
         self.on_step: Callable[[], None] | None = None
         self.events: list[_At] = []
         self.truncates: list[dict[str, Any]] = []
+        self._audio_items: set[str] = set()
         self.errors: list[str] = []
         self.changed = asyncio.Event()
         self._rate_limited: str | None = None
@@ -251,7 +253,14 @@ class _Rig:
         self.changed.set()
 
     def _on_event(self, event: SessionEvent) -> None:
-        self.events.append(_At(self.card.now, len(self.events), event))
+        # Kept: every event but the transcript's (read from the conversation) and an item's audio
+        # after its first chunk (the audio is the playback buffer's to keep).
+        if isinstance(event, AudioChunk):
+            if event.item_id not in self._audio_items:
+                self._audio_items.add(event.item_id)
+                self.events.append(_At(self.card.now, len(self.events), event))
+        elif not isinstance(event, TranscriptUpdated):
+            self.events.append(_At(self.card.now, len(self.events), event))
         if isinstance(event, ServerErrorEvent) and not event.harmless:
             if event.error.code == "rate_limit_exceeded":
                 self._rate_limited = str(event.error)
