@@ -85,10 +85,11 @@ async def test_a_barge_in_is_heard_silenced_and_truncated_at_what_the_speaker_pl
         # The truncate says what the speaker was handed, to the millisecond.
         assert _metric(outcome, "truncation_error_ms") <= 40, outcome
         assert outcome.checks["truncated_at_played"] is True
-        # The follow-up started once interrupt_after_ms had played; its speech came LEAD_MS later.
+        # The follow-up started once interrupt_after_ms had played; its speech came LEAD_MS later
+        # (less if the reply's audio came late and the speaker had gaps).
         assert case.interrupt_after_ms is not None
         played_before = _metric(outcome, "played_before_barge_in_ms")
-        assert abs(played_before - (case.interrupt_after_ms + LEAD_MS)) <= 3 * BLOCK_MS, outcome
+        assert case.interrupt_after_ms <= played_before <= case.interrupt_after_ms + LEAD_MS + BLOCK_MS
         assert outcome.details["interrupted_reply_status"] == "cancelled"
         assert outcome.details["interrupted_reply_played_ms"] >= played_before
         assert outcome.transcript == case.followup_text
