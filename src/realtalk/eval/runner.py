@@ -18,7 +18,7 @@ import importlib
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -201,6 +201,7 @@ async def run_cases(
     reply_prefix: str | None = None,
     grader: Grader | None = None,
     on_result: Callable[[CaseResult], None] | None = None,
+    suite_endpoints: Mapping[str, ResolvedEndpoint] | None = None,
 ) -> RunResult:
     """Run ``cases`` (each by its suite's runner) and collect the results; see the module docstring.
 
@@ -212,6 +213,8 @@ async def run_cases(
     ``EMULATOR_ECHO_PREFIX``), removed before a reply is scored (the reply is recorded as said).
     ``grader``: a model the instructions suite asks, through the Responses API, whether a reply
     follows its instructions. ``on_result`` is called with each case's result as it ends (progress).
+    ``suite_endpoints``: an endpoint per suite, instead of ``endpoint``, for the suites it names
+    (the embedded emulator runs one per suite, each recogniser knowing only its suite's sentences).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -235,6 +238,10 @@ async def run_cases(
         transcription_model=transcription_model,
         grader=grader,
     )
+    contexts = {
+        suite: dataclasses.replace(ctx, endpoint=suite_endpoint)
+        for suite, suite_endpoint in (suite_endpoints or {}).items()
+    }
 
     async def one(index: int, case: Case) -> None:
         nonlocal spent, committed, stopped
@@ -267,7 +274,7 @@ async def run_cases(
         cost = Decimal(0)
         for attempt in range(1, retries + 2):
             try:
-                outcome = await suite_runner(case.suite)(case, ctx)
+                outcome = await suite_runner(case.suite)(case, contexts.get(case.suite, ctx))
             except RateLimited as exc:
                 if attempt > retries:
                     return _result(
