@@ -2,8 +2,11 @@
 behind ``realtalk eval``.
 
 ``scoring`` is pure: no I/O, no clock, no environment, and it imports nothing from realtalk.
-``cases`` holds the built-in suites (WAV fixtures spoken by espeak-ng, with the code each one
-says) and reads users' YAML case files. Nothing here reads settings: values come in as arguments.
+``cases`` holds the built-in suites (WAV fixtures spoken by espeak-ng, with what a good answer is)
+and reads users' YAML case files. ``suite`` is the contract every suite runner keeps
+(``alphanumeric``, ``timing`` for interruption and latency, ``behaviour`` for instructions and
+tools); ``runner`` runs cases and writes results.json; ``report`` draws report.html; ``compare``
+and ``stats`` put two runs side by side. Nothing here reads settings: values come in as arguments.
 """
 
 from __future__ import annotations
