@@ -19,7 +19,7 @@ from realtalk.emulator.faults import Faults
 from realtalk.eval.cases import LEAD_MS, builtin_cases, case_phrases
 from realtalk.eval.runner import EMULATOR_ECHO_PREFIX
 from realtalk.eval.suite import CHECKS, METRICS, CaseContext, CaseFailed, CaseOutcome, RateLimited
-from realtalk.eval.timing import run_interruption, run_latency, speech_bounds
+from realtalk.eval.timing import follows_intent, run_interruption, run_latency, speech_bounds
 from realtalk.protocol import AgentProfile
 from realtalk.protocol.cost import prices_for
 from realtalk.protocol.endpoint import resolve_endpoint
@@ -225,3 +225,12 @@ def test_speech_bounds_of_a_fixture_start_after_its_lead_silence() -> None:
     start, end = bounds
     assert abs(start - LEAD_MS * 24) <= 2 * 120
     assert len(pcm) // 2 - end >= 600 * 24  # the tail silence (700 ms) is not speech
+
+
+def test_an_answer_follows_the_intent_when_it_has_each_term_or_an_alternative_stemmed() -> None:
+    assert follows_intent("cat|joke", "Why did the cats sit on the computer? To keep an eye on the mouse!")
+    assert follows_intent("table|book|reservation", "I'm booking that for two.")
+    assert follows_intent("weather paris", "I can't check live weather, but Paris is mild in spring.")
+    assert not follows_intent("weather paris", "Rome was founded in 753 BC.")
+    assert not follows_intent("weather paris", "The weather in Rome is sunny.")  # every term
+    assert not follows_intent("timer", "Time flies.")  # a stem, not a prefix

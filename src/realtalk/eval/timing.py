@@ -22,7 +22,8 @@ Everything is measured on the card's sample clock. Sample ``n`` of the microphon
 Interruption: the question plays; once ``interrupt_after_ms`` of the reply has been handed to the
 speaker, the follow-up plays over it. The client's barge-in (speech_started, flush, truncate) is
 timed from the follow-up's speech onset, the truncate is compared with the samples the speaker
-really got, and the answer after the barge-in must contain the case's expected words.
+really got, and the answer after the barge-in must contain the case's expected words
+(``follows_intent``).
 
 Latency: the question plays, then silence; voice to voice is from the end of the speech in the WAV
 to the first reply sample handed to the speaker, split at the server's speech_stopped and the first
@@ -70,6 +71,7 @@ __all__ = [
     "INTERRUPTION_INSTRUCTIONS",
     "LATENCY_INSTRUCTIONS",
     "TRUNCATION_TOLERANCE_MS",
+    "follows_intent",
     "run_interruption",
     "run_latency",
     "speech_bounds",
@@ -373,6 +375,23 @@ def _words(text: str) -> set[str]:
     return set(_WORD.findall(text.casefold()))
 
 
+def _stem(word: str) -> str:
+    for suffix, replacement in (("ies", "y"), ("ing", ""), ("es", ""), ("ed", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)] + replacement
+    return word
+
+
+def follows_intent(expected: str, answer: str) -> bool:
+    """Whether ``answer`` speaks to the new request: every term of ``expected`` (space-separated;
+    a term may list alternatives, ``table|book|reservation``) occurs in it as a word, compared
+    case-insensitively after a light stemming (a plural, -ing or -ed: "cat" matches "cats",
+    "book" matches "booking")."""
+    said = {_stem(word) for word in _words(answer)}
+    terms = [[_stem(option) for option in term.split("|") if option] for term in expected.split()]
+    return all(any(option in said for option in options) for options in terms)
+
+
 # --- interruption ------------------------------------------------------------------------------
 
 
@@ -510,7 +529,7 @@ async def run_interruption(case: Case, ctx: CaseContext) -> CaseOutcome:
         },
         checks={
             "truncated_at_played": None if error_ms is None else error_ms <= TRUNCATION_TOLERANCE_MS,
-            "follows_new_intent": _words(case.expected) <= _words(answer_text),
+            "follows_new_intent": follows_intent(case.expected, answer_text),
         },
         details={
             "interrupt_after_ms": case.interrupt_after_ms,
