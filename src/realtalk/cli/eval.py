@@ -3,8 +3,9 @@
 With ``AZURE_OPENAI_ENDPOINT`` configured the cases run against that deployment (WAVs paced in real
 time); without it, an emulator per suite is started in this process whose recogniser knows that
 suite's sentences, and the alphanumeric WAVs are sent faster than real time. Writes results.json
-and report.html; ``--compare`` prints two earlier runs side by side instead. Scores are results, not failures: the exit
-status is 0 when the run completed, 1 when cases errored (or none could run), 2 for usage errors.
+and report.html; ``--compare`` prints two earlier runs side by side instead. Scores are results,
+not failures: the exit status is 0 when the run completed, 1 when cases errored (or none could
+run), 2 for usage errors.
 """
 
 from __future__ import annotations
