@@ -117,6 +117,9 @@ async def test_results_json_records_the_run_and_every_case(tmp_path: Path) -> No
     assert data["cases"][0]["transcript_score"]["exact"] is True
     assert Decimal(data["cost_usd"]) == run.cost_usd
     assert data["format"] == 2 and data["suites"] == ["alphanumeric"]
+    # The version the server said it runs, from session.created, beside the deployment's name.
+    assert data["model_version"] == data["cases"][0]["details"]["server_model"]
+    assert data["model_version"].startswith("gpt-realtime")
     assert data["cases"][0]["checks"] == {"transcript_exact": True, "reply_exact": True}
     assert data["totals"]["suites"]["alphanumeric"]["checks"]["reply_exact"]["rate"] == 1.0
     assert KEY not in path.read_text()

@@ -452,7 +452,8 @@ def render_summary(run: RunResult, elapsed_s: float) -> list[Table | str]:
             )
             first = False
     footer = (
-        f"{totals['ok']} ok, {totals['errors']} errored, {totals['skipped']} skipped; "
+        (f"model version (from the server): {run.model_version}\n" if run.model_version else "")
+        + f"{totals['ok']} ok, {totals['errors']} errored, {totals['skipped']} skipped; "
         f"cost ${run.cost_usd:.4f}; {elapsed_s:.1f} s"
     )
     return [table, footer]

@@ -68,4 +68,5 @@ async def run_alphanumeric(case: Case, ctx: CaseContext) -> CaseOutcome:
         transcript_score=transcript_score,
         reply_score=reply_score,
         error=turn.error,
+        details={"server_model": turn.server_model},
     )

@@ -247,6 +247,7 @@ async def run_instructions(case: Case, ctx: CaseContext) -> CaseOutcome:
         transcript=turn.transcript, reply=turn.reply, cost_usd=turn.cost_usd, latency_ms=turn.latency_ms
     )
     outcome.error = turn.error
+    outcome.details["server_model"] = turn.server_model
     if turn.reply is None:
         return outcome
     reply = strip_prefix(turn.reply, ctx.reply_prefix)
@@ -291,7 +292,7 @@ async def run_tools(case: Case, ctx: CaseContext) -> CaseOutcome:
         if expects_tool and case.arguments is not None
         else None
     )
-    details: dict[str, Any] = {"called": called}
+    details: dict[str, Any] = {"server_model": turn.server_model, "called": called}
     if case.arguments is not None:
         details["expected_arguments"] = dict(case.arguments)
     return CaseOutcome(

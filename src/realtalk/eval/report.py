@@ -511,6 +511,7 @@ def _header(results: Mapping[str, Any], cases: Sequence[Case]) -> str:
     fields = [
         ("deployment", _text(results.get("deployment"))),
         ("model", _text(results.get("model"))),
+        *([("model version", _text(results["model_version"]))] if results.get("model_version") else []),
         ("endpoint", _text(results.get("endpoint_kind"))),
         ("voice", _text(results.get("voice"))),
         ("VAD", _vad(results.get("vad"))),

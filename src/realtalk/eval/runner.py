@@ -18,7 +18,8 @@ import importlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -124,6 +125,8 @@ class RunResult:
     max_usd: Decimal | None = None
     concurrency: int = 1
     grader_model: str | None = None
+    model_version: str | None = None
+    """The model the server said it runs (``session.created``), the one most cases saw."""
 
     @property
     def suites(self) -> list[str]:
@@ -320,7 +323,13 @@ async def run_cases(
         max_usd=max_usd,
         concurrency=concurrency,
         grader_model=grader.model if grader is not None else None,
+        model_version=_most_common(r.details.get("server_model") for r in done),
     )
+
+
+def _most_common(values: Iterable[Any]) -> str | None:
+    counts = Counter(str(value) for value in values if value)
+    return counts.most_common(1)[0][0] if counts else None
 
 
 def _result(case: Case, outcome: CaseOutcome, status: Status, attempts: int) -> CaseResult:

@@ -62,6 +62,7 @@ from realtalk.protocol.app_events import (
     ResponseFinished,
     ResponseStarted,
     ServerErrorEvent,
+    SessionReady,
     SpeechStarted,
     SpeechStopped,
     TranscriptUpdated,
@@ -212,6 +213,7 @@ class _Rig:
         self.changed = asyncio.Event()
         self._rate_limited: str | None = None
         self._closed_error: str | None = None
+        self.server_model: str | None = None  # the model version the server says it runs
         self._loop: VoiceLoop | None = None
         self._driver: PacedDriver | None = None
         self._deadline = 0.0
@@ -269,6 +271,8 @@ class _Rig:
             self.errors.append(f"server error: {event.error}")
         elif isinstance(event, ConnectionStatus) and event.state == "closed" and event.error is not None:
             self._closed_error = str(event.error)
+        elif isinstance(event, SessionReady):
+            self.server_model = event.model
         self.changed.set()
 
     def _on_frame(self, direction: str, text: str) -> None:
@@ -532,6 +536,7 @@ async def run_interruption(case: Case, ctx: CaseContext) -> CaseOutcome:
             "follows_new_intent": follows_intent(case.expected, answer_text),
         },
         details={
+            "server_model": rig.server_model,
             "interrupt_after_ms": case.interrupt_after_ms,
             "interrupted_reply": item.text if item is not None else None,
             "interrupted_reply_heard": item.heard_text if item is not None else None,
@@ -615,6 +620,7 @@ async def run_latency(case: Case, ctx: CaseContext) -> CaseOutcome:
         },
         checks={"replied": bool(reply.strip()) and card.played(item_id) > 0},
         details={
+            "server_model": rig.server_model,
             # Times on the card's clock, in ms since its first block.
             "speech_end_at_ms": _ms(speech_end),
             "server_speech_end_ms": None if speech_stopped is None else speech_stopped.audio_end_ms,

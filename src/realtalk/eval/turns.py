@@ -26,6 +26,7 @@ from realtalk.protocol.app_events import (
     AudioChunk,
     ResponseFinished,
     ServerErrorEvent,
+    SessionReady,
     ToolCallRequested,
     TranscriptUpdated,
 )
@@ -50,6 +51,7 @@ class SpokenTurn:
     error: str | None = None
     rate_limited: bool = False
     cost_usd: Decimal = Decimal(0)
+    server_model: str | None = None  # the model version the server says it runs (session.created)
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
@@ -66,7 +68,9 @@ class SpokenTurn:
         return bool(self.tool_calls) or (self.reply_done and self.reply is not None)
 
     def on_event(self, event: SessionEvent) -> None:
-        if isinstance(event, TranscriptUpdated):
+        if isinstance(event, SessionReady):
+            self.server_model = event.model
+        elif isinstance(event, TranscriptUpdated):
             for line in event.lines:
                 if line.role == "user" and line.final:
                     self.transcript = line.text
