@@ -60,6 +60,7 @@ Direction = Literal["better", "worse", "same"]
 _IDENTITY: Final = (  # (key, label, is a setting: a difference there explains the others)
     ("deployment", "deployment", True),
     ("model", "model", True),
+    ("model_version", "model version (server)", True),
     ("endpoint_kind", "endpoint", True),
     ("voice", "voice", True),
     ("vad", "VAD", True),
